@@ -1,0 +1,44 @@
+"""The `mmkeras` command: `mmkeras list | train | evaluate | predict | export`.
+
+Each subcommand lives in its own module, which provides `add_parser(subparsers)`; the parser it
+adds sets `func`, the function that runs the subcommand and returns an exit code.
+"""
+
+import argparse
+import importlib
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the terminal
+
+SUBCOMMAND_MODULES = (
+    "mmkeras.commands.list_models",
+)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="mmkeras",
+        description="Multimodal (image + text) Keras models: list the zoo, train on built-in "
+        "datasets, evaluate, predict and export.",
+    )
+    from mmkeras import __version__
+
+    parser.add_argument("--version", action="version", version=f"mmkeras {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in SUBCOMMAND_MODULES:
+        importlib.import_module(module).add_parser(subparsers)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

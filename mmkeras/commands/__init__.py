@@ -1,0 +1,1 @@
+"""The `mmkeras` subcommands, one module each (see `mmkeras.cli`)."""

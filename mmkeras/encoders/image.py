@@ -1,0 +1,245 @@
+"""Image encoders: each builder returns a `keras.Model` from an image to a feature vector.
+
+Layer names are stable and prefixed (`image_block1_conv`, `image_flatten`, ...), so summaries
+read well and weights can be moved between models by name.
+"""
+
+import os
+
+import keras
+
+from mmkeras.validation import (
+    check_fraction,
+    check_image_shape,
+    check_int_tuple,
+    check_one_of,
+    check_positive_int,
+)
+
+POOLINGS = ("max", "avg", None)
+OUTPUTS = ("flatten", "avg", "max")
+
+
+def _global_output(x, output, prefix):
+    if output == "flatten":
+        return keras.layers.Flatten(name=f"{prefix}_flatten")(x)
+    if output == "avg":
+        return keras.layers.GlobalAveragePooling2D(name=f"{prefix}_global_avg_pool")(x)
+    return keras.layers.GlobalMaxPooling2D(name=f"{prefix}_global_max_pool")(x)
+
+
+def _pool(x, pooling, pool_size, name):
+    layer = keras.layers.MaxPooling2D if pooling == "max" else keras.layers.AveragePooling2D
+    return layer(pool_size, name=name)(x)
+
+
+def _dense_stack(x, dense_units, dropout, prefix):
+    for i, units in enumerate(dense_units, start=1):
+        x = keras.layers.Dense(units, activation="relu", name=f"{prefix}_dense{i}")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"{prefix}_dropout{i}")(x)
+    return x
+
+
+def cnn_encoder(
+    image_shape=(64, 64, 3),
+    filters=(32,),
+    kernel_size=3,
+    padding="valid",
+    pooling="max",
+    pool_size=2,
+    output="flatten",
+    dense_units=(),
+    batch_norm=False,
+    dropout=0.0,
+    name="image_encoder",
+):
+    """A plain CNN: blocks of Conv2D (+ BatchNorm) + pooling, then Flatten or global pooling.
+
+    This is the image branch of the source documents' models: `filters=(32,)` with no pooling is
+    S0, `filters=(64, 128, 256)` with max pooling is S1.
+
+    Args:
+        image_shape: tuple `(height, width, channels)`. Defaults to `(64, 64, 3)`.
+        filters: int or sequence of ints, the filters of each conv block. Defaults to `(32,)`.
+        kernel_size: int, the square kernel size. Defaults to `3`.
+        padding: `"valid"` or `"same"`. Defaults to `"valid"`.
+        pooling: `"max"`, `"avg"` or `None`: the pooling after each block. Defaults to `"max"`.
+        pool_size: int, the pooling window. Defaults to `2`.
+        output: `"flatten"`, `"avg"` or `"max"`: how the feature map becomes a vector.
+            Defaults to `"flatten"`.
+        dense_units: sequence of ints, Dense(relu) layers after the vector. Defaults to `()`.
+        batch_norm: bool, BatchNormalization after each conv. Defaults to `False`.
+        dropout: float, dropout after each dense layer. Defaults to `0.0`.
+        name: str, the model's name. Defaults to `"image_encoder"`.
+
+    Returns:
+        A `keras.Model` from `(batch, *image_shape)` floats to `(batch, features)`.
+
+    Example:
+
+    >>> encoder = cnn_encoder((64, 64, 3), filters=(32, 64), output="avg")
+    >>> encoder.output_shape
+    (None, 64)
+    """
+    image_shape = check_image_shape("image_shape", image_shape)
+    filters = check_int_tuple("filters", filters)
+    check_positive_int("kernel_size", kernel_size)
+    check_one_of("padding", padding, ("valid", "same"))
+    check_one_of("pooling", pooling, POOLINGS)
+    check_positive_int("pool_size", pool_size)
+    check_one_of("output", output, OUTPUTS)
+    dense_units = check_int_tuple("dense_units", dense_units)
+    dropout = check_fraction("dropout", dropout)
+
+    inputs = keras.Input(image_shape, name="image")
+    x = inputs
+    for i, width in enumerate(filters, start=1):
+        x = keras.layers.Conv2D(
+            width,
+            kernel_size,
+            padding=padding,
+            activation=None if batch_norm else "relu",
+            use_bias=not batch_norm,
+            name=f"image_block{i}_conv",
+        )(x)
+        if batch_norm:
+            x = keras.layers.BatchNormalization(name=f"image_block{i}_bn")(x)
+            x = keras.layers.Activation("relu", name=f"image_block{i}_relu")(x)
+        if pooling is not None:
+            if min(x.shape[1], x.shape[2]) < pool_size:
+                raise ValueError(
+                    f"`image_shape` is too small for {len(filters)} conv blocks: block {i} "
+                    f"leaves a {x.shape[1]}x{x.shape[2]} map to pool by {pool_size}. "
+                    f"Received: image_shape={image_shape}"
+                )
+            x = _pool(x, pooling, pool_size, f"image_block{i}_pool")
+    x = _global_output(x, output, "image")
+    x = _dense_stack(x, dense_units, dropout, "image")
+    return keras.Model(inputs, x, name=name)
+
+
+def residual_cnn_encoder(
+    image_shape=(64, 64, 3),
+    filters=(32, 64, 128),
+    dense_units=(),
+    dropout=0.0,
+    name="image_encoder",
+):
+    """A small residual CNN: a conv stem, one residual block per width, global average pooling.
+
+    Each block after the first halves the resolution with a strided convolution; its shortcut is a
+    strided 1x1 convolution (He et al., 2016, "Deep Residual Learning for Image Recognition").
+
+    Args:
+        image_shape: tuple `(height, width, channels)`. Defaults to `(64, 64, 3)`.
+        filters: sequence of ints, the width of each residual block. Defaults to `(32, 64, 128)`.
+        dense_units: sequence of ints, Dense(relu) layers after pooling. Defaults to `()`.
+        dropout: float, dropout after each dense layer. Defaults to `0.0`.
+        name: str. Defaults to `"image_encoder"`.
+
+    Example:
+
+    >>> residual_cnn_encoder((32, 32, 3), filters=(16, 32)).output_shape
+    (None, 32)
+    """
+    image_shape = check_image_shape("image_shape", image_shape)
+    filters = check_int_tuple("filters", filters, allow_empty=False)
+    dense_units = check_int_tuple("dense_units", dense_units)
+    dropout = check_fraction("dropout", dropout)
+
+    def conv_bn(x, width, strides, kernel, prefix, relu=True):
+        x = keras.layers.Conv2D(
+            width, kernel, strides=strides, padding="same", use_bias=False, name=f"{prefix}_conv"
+        )(x)
+        x = keras.layers.BatchNormalization(name=f"{prefix}_bn")(x)
+        if relu:
+            x = keras.layers.Activation("relu", name=f"{prefix}_relu")(x)
+        return x
+
+    inputs = keras.Input(image_shape, name="image")
+    x = conv_bn(inputs, filters[0], 1, 3, "image_stem")
+    for i, width in enumerate(filters, start=1):
+        prefix = f"image_block{i}"
+        strides = 1 if i == 1 else 2
+        shortcut = x
+        if strides != 1 or shortcut.shape[-1] != width:
+            shortcut = conv_bn(x, width, strides, 1, f"{prefix}_shortcut", relu=False)
+        y = conv_bn(x, width, strides, 3, f"{prefix}_1")
+        y = conv_bn(y, width, 1, 3, f"{prefix}_2", relu=False)
+        x = keras.layers.Add(name=f"{prefix}_add")([shortcut, y])
+        x = keras.layers.Activation("relu", name=f"{prefix}_out")(x)
+    x = _global_output(x, "avg", "image")
+    x = _dense_stack(x, dense_units, dropout, "image")
+    return keras.Model(inputs, x, name=name)
+
+
+def _application_names():
+    return sorted(
+        n for n in dir(keras.applications) if n[0].isupper() and callable(getattr(keras.applications, n))
+    )
+
+
+def applications_encoder(
+    image_shape=(224, 224, 3),
+    backbone="MobileNetV3Small",
+    weights=None,
+    pooling="avg",
+    trainable=True,
+    dense_units=(),
+    dropout=0.0,
+    name="image_encoder",
+):
+    """Adapt a `keras.applications` backbone (without its top) as an image encoder.
+
+    mmkeras never downloads anything: `weights` is `None` (random initialisation) or the path of
+    a weights file you already have on disk (for example one saved by `model.save_weights`).
+
+    Args:
+        image_shape: tuple `(height, width, channels)`. Defaults to `(224, 224, 3)`.
+        backbone: str, the name of a `keras.applications` model, e.g. `"ResNet50"`.
+            Defaults to `"MobileNetV3Small"`.
+        weights: `None` or the path of a local weights file. Defaults to `None`.
+        pooling: `"avg"` or `"max"`, the global pooling on the feature map. Defaults to `"avg"`.
+        trainable: bool, whether the backbone's weights train. Defaults to `True`.
+        dense_units: sequence of ints, Dense(relu) layers after pooling. Defaults to `()`.
+        dropout: float, dropout after each dense layer. Defaults to `0.0`.
+        name: str. Defaults to `"image_encoder"`.
+
+    Note: the backbone sees the images as mmkeras' pipelines give them (floats in [0, 1]).
+    Backbones with a built-in rescaling layer (MobileNetV3, EfficientNet) expect [0, 255];
+    with random weights this only shifts the input scale, with pretrained weights scale first.
+
+    Example:
+
+    >>> encoder = applications_encoder((32, 32, 3), backbone="MobileNetV3Small")
+    >>> encoder.output_shape
+    (None, 576)
+    """
+    image_shape = check_image_shape("image_shape", image_shape)
+    check_one_of("backbone", backbone, _application_names())
+    check_one_of("pooling", pooling, ("avg", "max"))
+    dense_units = check_int_tuple("dense_units", dense_units)
+    dropout = check_fraction("dropout", dropout)
+    if weights is not None and not (isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights)):
+        raise ValueError(
+            "`weights` must be None or the path of an existing local weights file; mmkeras "
+            f"never downloads weights. Received: weights={weights!r}"
+        )
+    base = getattr(keras.applications, backbone)(
+        include_top=False, weights=None, input_shape=image_shape, pooling=pooling
+    )
+    if weights is not None:
+        base.load_weights(os.fspath(weights))
+    base.trainable = trainable
+    inputs = keras.Input(image_shape, name="image")
+    x = base(inputs)
+    x = _dense_stack(x, dense_units, dropout, "image")
+    return keras.Model(inputs, x, name=name)
+
+
+IMAGE_ENCODERS = {
+    "cnn": cnn_encoder,
+    "residual_cnn": residual_cnn_encoder,
+    "applications": applications_encoder,
+}

@@ -1,0 +1,425 @@
+"""Fusion layers: combine two or more modality vectors `(batch, width_i)` into one vector.
+
+Every layer here is a serializable Keras layer written with `keras.ops`, so it runs on the
+TensorFlow, JAX and PyTorch backends. Layers that need a common width project each modality
+with its own learned matrix to `units` first; where `units` is `None` and the inputs already
+share a width, no projection is made.
+
+Example:
+
+>>> fusion = get_fusion("gated", units=32)
+>>> fusion([np.ones((4, 64)), np.ones((4, 16))]).shape
+(4, 32)
+"""
+
+import math
+
+import keras
+from keras import ops
+
+from mmkeras.validation import check_one_of, check_positive_int
+
+
+class Fusion(keras.layers.Layer):
+    """Base class: checks the modality list and owns the optional per-modality projections.
+
+    Subclasses set `needs_common_width` (their inputs must share a width) and `always_project`
+    (they project even when widths match, e.g. gated units), and implement `fuse`.
+
+    Args:
+        units: int or None, the projection width. Defaults to `None`.
+        activation: activation applied after each projection. Defaults to `None`.
+        **kwargs: forwarded to `keras.layers.Layer`.
+    """
+
+    needs_common_width = False
+    always_project = False
+    max_inputs = None
+
+    def __init__(self, units=None, activation=None, **kwargs):
+        super().__init__(**kwargs)
+        check_positive_int("units", units, allow_none=True)
+        self.units = units
+        self.activation = keras.activations.get(activation)
+
+    def _check_shapes(self, input_shape):
+        name = type(self).__name__
+        if not isinstance(input_shape, (list, tuple)) or not input_shape or not isinstance(
+            input_shape[0], (list, tuple)
+        ):
+            raise ValueError(
+                f"{name} expects a list of modality tensors. Received: input_shape={input_shape}"
+            )
+        if len(input_shape) < 2 or (self.max_inputs and len(input_shape) > self.max_inputs):
+            most = self.max_inputs or "any number of"
+            raise ValueError(
+                f"{name} fuses between 2 and {most} modalities. "
+                f"Received: {len(input_shape)} inputs with shapes {list(input_shape)}"
+            )
+        for shape in input_shape:
+            if len(shape) != 2 or shape[-1] is None:
+                raise ValueError(
+                    f"{name} expects 2-D modality vectors (batch, width). "
+                    f"Received: input_shape={list(input_shape)}"
+                )
+        widths = [int(s[-1]) for s in input_shape]
+        project = self.always_project or self.units is not None
+        if self.needs_common_width and not project and len(set(widths)) > 1:
+            raise ValueError(
+                f"{name} needs modalities of one width: set `units` to project them. "
+                f"Received: units=None with widths {widths}"
+            )
+        return widths
+
+    def build(self, input_shape):
+        widths = self._check_shapes(input_shape)
+        self.input_widths = widths
+        project = self.always_project or self.units is not None
+        self.width = (self.units or widths[0]) if project else None
+        self.kernels, self.biases = [], []
+        if project:
+            for i, width in enumerate(widths):
+                self.kernels.append(
+                    self.add_weight(shape=(width, self.width), initializer="glorot_uniform", name=f"kernel_{i}")
+                )
+                self.biases.append(self.add_weight(shape=(self.width,), initializer="zeros", name=f"bias_{i}"))
+        self.build_fusion(widths)
+
+    def build_fusion(self, widths):
+        """Create the weights of the fusion itself (after the projections)."""
+
+    def project(self, inputs):
+        """Project every modality to `self.width` (identity when the layer does not project)."""
+        if not self.kernels:
+            return list(inputs)
+        return [
+            self.activation(ops.matmul(x, kernel) + bias)
+            for x, kernel, bias in zip(inputs, self.kernels, self.biases)
+        ]
+
+    def call(self, inputs):
+        return self.fuse(self.project(inputs))
+
+    def fuse(self, inputs):
+        raise NotImplementedError
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(units=self.units, activation=keras.activations.serialize(self.activation))
+        return config
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class ConcatenateFusion(Fusion):
+    """Concatenation (early fusion): the source documents' default.
+
+    Args:
+        units: int or None: project each modality to `units` before concatenating.
+            Defaults to `None` (concatenate as they are).
+        activation: activation after each projection. Defaults to `None`.
+
+    Example:
+
+    >>> ConcatenateFusion()([np.ones((2, 3)), np.ones((2, 5))]).shape
+    (2, 8)
+    """
+
+    def fuse(self, inputs):
+        return ops.concatenate(inputs, axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class SumFusion(Fusion):
+    """Element-wise sum of the (projected) modalities.
+
+    Example:
+
+    >>> SumFusion(units=4)([np.ones((2, 3)), np.ones((2, 5))]).shape
+    (2, 4)
+    """
+
+    needs_common_width = True
+
+    def fuse(self, inputs):
+        return ops.sum(ops.stack(inputs, axis=1), axis=1)
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class WeightedSumFusion(Fusion):
+    """A learned convex combination: `sum_i softmax(w)_i * x_i`, one scalar weight per modality.
+
+    The source documents' "weighted sum" fusion; the softmax keeps the weights positive and
+    summing to one, so the learned weights read as each modality's share.
+
+    Example:
+
+    >>> WeightedSumFusion(units=4)([np.ones((2, 3)), np.ones((2, 5))]).shape
+    (2, 4)
+    """
+
+    needs_common_width = True
+
+    def build_fusion(self, widths):
+        self.modality_logits = self.add_weight(
+            shape=(len(widths),), initializer="zeros", name="modality_logits"
+        )
+
+    def modality_weights(self):
+        """The current weight of each modality (they sum to 1)."""
+        return ops.softmax(self.modality_logits)
+
+    def fuse(self, inputs):
+        weights = ops.cast(self.modality_weights(), inputs[0].dtype)
+        return ops.einsum("bnd,n->bd", ops.stack(inputs, axis=1), weights)
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class ProductFusion(Fusion):
+    """Element-wise (Hadamard) product of the (projected) modalities.
+
+    Example:
+
+    >>> ProductFusion()([np.ones((2, 3)), np.ones((2, 3))]).shape
+    (2, 3)
+    """
+
+    needs_common_width = True
+
+    def fuse(self, inputs):
+        return ops.prod(ops.stack(inputs, axis=1), axis=1)
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class GatedFusion(Fusion):
+    """Gated multimodal unit: learned gates choose, unit by unit, how much of each modality to keep.
+
+    `h_i = tanh(W_i x_i)`, gates `z = softmax_i(W_z [x_1..x_n])` per unit, output `sum_i z_i * h_i`.
+
+    Arevalo et al. (2017), "Gated Multimodal Units for Information Fusion". With two
+    modalities the softmax gate equals the paper's sigmoid gate `z, 1 - z`.
+
+    Args:
+        units: int or None, the width of the hidden units; `None` takes the first modality's
+            width. Defaults to `None`.
+
+    Example:
+
+    >>> GatedFusion(units=8)([np.ones((2, 3)), np.ones((2, 5))]).shape
+    (2, 8)
+    """
+
+    always_project = True
+
+    def __init__(self, units=None, activation="tanh", **kwargs):
+        super().__init__(units=units, activation=activation, **kwargs)
+
+    def build_fusion(self, widths):
+        self.gate_kernel = self.add_weight(
+            shape=(sum(widths), len(widths) * self.width), initializer="glorot_uniform", name="gate_kernel"
+        )
+        self.gate_bias = self.add_weight(shape=(len(widths) * self.width,), initializer="zeros", name="gate_bias")
+
+    def call(self, inputs):
+        hidden = ops.stack(self.project(inputs), axis=1)  # (batch, n, units)
+        logits = ops.matmul(ops.concatenate(inputs, axis=-1), self.gate_kernel) + self.gate_bias
+        gates = ops.softmax(ops.reshape(logits, (-1, len(inputs), self.width)), axis=1)
+        return ops.sum(gates * hidden, axis=1)
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class AttentionFusion(Fusion):
+    """Cross-modal attention: similarity between modalities -> attention weights -> weighted sum.
+
+    The source documents' attention-based fusion. Each modality is projected to `units`; its
+    query is compared with every modality's key (scaled dot product); the softmax of those
+    similarities weights the modalities' values; each modality keeps its own vector plus the
+    attended context (a residual), and the modalities are averaged.
+    After Vaswani et al. (2017) and the co-attention of Lu et al. (2016), "Hierarchical
+    Question-Image Co-Attention for Visual Question Answering".
+
+    Args:
+        units: int or None, the common width; `None` takes the first modality's width.
+            Defaults to `None`.
+
+    Example:
+
+    >>> AttentionFusion(units=8)([np.ones((2, 3)), np.ones((2, 5))]).shape
+    (2, 8)
+    """
+
+    always_project = True
+
+    def build_fusion(self, widths):
+        for part in ("query", "key", "value"):
+            setattr(
+                self,
+                f"{part}_kernel",
+                self.add_weight(shape=(self.width, self.width), initializer="glorot_uniform", name=f"{part}_kernel"),
+            )
+
+    def attention_weights(self, inputs):
+        """The `(batch, n, n)` attention of each modality (row) over all modalities."""
+        hidden = ops.stack(self.project(inputs), axis=1)
+        return self._attend(hidden)[1]
+
+    def _attend(self, hidden):
+        query = ops.matmul(hidden, self.query_kernel)
+        key = ops.matmul(hidden, self.key_kernel)
+        scores = ops.einsum("bqd,bkd->bqk", query, key) / math.sqrt(self.width)
+        weights = ops.softmax(scores, axis=-1)
+        context = ops.einsum("bqk,bkd->bqd", weights, ops.matmul(hidden, self.value_kernel))
+        return context, weights
+
+    def fuse(self, inputs):
+        hidden = ops.stack(inputs, axis=1)
+        context, _ = self._attend(hidden)
+        return ops.mean(hidden + context, axis=1)
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class TensorFusion(Fusion):
+    """Tensor fusion: the flattened outer product of the modalities, each extended by a 1.
+
+    Zadeh et al. (2017), "Tensor Fusion Network for Multimodal Sentiment Analysis". The 1s keep
+    every unimodal term beside the bimodal (and trimodal) interactions. The output has
+    `prod(width_i + 1)` features, so project wide modalities to a few `units` first.
+
+    Args:
+        units: int or None, project each modality to `units` first. Defaults to `None`.
+
+    Example:
+
+    >>> TensorFusion(units=4)([np.ones((2, 3)), np.ones((2, 5))]).shape
+    (2, 25)
+    """
+
+    max_inputs = 3
+
+    def fuse(self, inputs):
+        fused = None
+        for x in inputs:
+            x = ops.concatenate([x, ops.ones_like(x[:, :1])], axis=-1)
+            if fused is None:
+                fused = x
+            else:
+                fused = ops.reshape(ops.einsum("bi,bj->bij", fused, x), (-1, fused.shape[-1] * x.shape[-1]))
+        return fused
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class LowRankTensorFusion(Fusion):
+    """Low-rank multimodal fusion: tensor fusion computed through rank-`r` modality factors.
+
+    Liu et al. (2018), "Efficient Low-rank Multimodal Fusion with Modality-Specific Factors":
+    `h = sum_r w_r * prod_i ([x_i, 1] @ W_i[r]) + b`, which equals a tensor fusion followed by a
+    dense layer whose weight tensor has rank `r`, without ever forming the outer product.
+
+    Args:
+        units: int, the output width. Defaults to `64`.
+        rank: int, the rank of the factorisation. Defaults to `4`.
+
+    Example:
+
+    >>> LowRankTensorFusion(units=8, rank=2)([np.ones((2, 3)), np.ones((2, 5))]).shape
+    (2, 8)
+    """
+
+    def __init__(self, units=64, rank=4, **kwargs):
+        check_positive_int("units", units)
+        check_positive_int("rank", rank)
+        super().__init__(units=units, **kwargs)
+        self.rank = rank
+
+    def build(self, input_shape):
+        widths = self._check_shapes(input_shape)
+        self.input_widths = widths
+        self.width = self.units
+        self.kernels, self.biases = [], []
+        self.factors = [
+            self.add_weight(
+                shape=(self.rank, width + 1, self.units), initializer="glorot_uniform", name=f"factor_{i}"
+            )
+            for i, width in enumerate(widths)
+        ]
+        self.rank_weights = self.add_weight(shape=(self.rank,), initializer="glorot_uniform", name="rank_weights")
+        self.bias = self.add_weight(shape=(self.units,), initializer="zeros", name="bias")
+
+    def fuse(self, inputs):
+        product = None
+        for x, factor in zip(inputs, self.factors):
+            x = ops.concatenate([x, ops.ones_like(x[:, :1])], axis=-1)
+            term = ops.einsum("bd,rdu->bru", x, factor)
+            product = term if product is None else product * term
+        return ops.einsum("bru,r->bu", product, self.rank_weights) + self.bias
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(rank=self.rank)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class SequenceFusion(Fusion):
+    """Sequence fusion: the (projected) modalities read in order by a recurrent layer.
+
+    The source documents' "sequence fusion with an RNN over the modalities": each modality
+    becomes one time step of a sequence, and the recurrent layer's final state is the fused
+    vector, so the order of the modalities matters.
+
+    Args:
+        units: int or None, the common width and the recurrent layer's units; `None` takes the
+            first modality's width. Defaults to `None`.
+        cell: `"gru"` or `"lstm"`. Defaults to `"gru"`.
+
+    Example:
+
+    >>> SequenceFusion(units=8)([np.ones((2, 3)), np.ones((2, 5))]).shape
+    (2, 8)
+    """
+
+    always_project = True
+
+    def __init__(self, units=None, cell="gru", **kwargs):
+        super().__init__(units=units, **kwargs)
+        self.cell = check_one_of("cell", cell, ("gru", "lstm"))
+
+    def build_fusion(self, widths):
+        layer = keras.layers.GRU if self.cell == "gru" else keras.layers.LSTM
+        self.rnn = layer(self.width, name=self.cell)
+        self.rnn.build((None, len(widths), self.width))
+
+    def fuse(self, inputs):
+        return self.rnn(ops.stack(inputs, axis=1))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(cell=self.cell)
+        return config
+
+
+FUSIONS = {
+    "concatenate": ConcatenateFusion,
+    "sum": SumFusion,
+    "weighted_sum": WeightedSumFusion,
+    "product": ProductFusion,
+    "gated": GatedFusion,
+    "attention": AttentionFusion,
+    "tensor": TensorFusion,
+    "low_rank_tensor": LowRankTensorFusion,
+    "sequence": SequenceFusion,
+}
+
+
+def get_fusion(fusion, **kwargs):
+    """Return a fusion layer from a name in `FUSIONS` (with keyword arguments) or a layer.
+
+    Example:
+
+    >>> get_fusion("low_rank_tensor", units=16, rank=2)
+    <LowRankTensorFusion name=fusion, built=False>
+    """
+    if isinstance(fusion, keras.layers.Layer):
+        return fusion
+    check_one_of("fusion", fusion, FUSIONS)
+    kwargs.setdefault("name", "fusion")
+    return FUSIONS[fusion](**kwargs)

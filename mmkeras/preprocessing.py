@@ -1,0 +1,232 @@
+"""Preprocessing shared by training, evaluation, prediction and export.
+
+The same functions turn raw data into model inputs everywhere: `text_vectorizer` maps raw
+strings to token ids (0 is padding, 1 is out-of-vocabulary), `decode_image` turns encoded
+PNG/JPEG bytes into float images in [0, 1], `scale_images` does the same for arrays.
+String and image-decoding ops are TensorFlow ops: these run on the TensorFlow backend (inside
+`tf.data` pipelines and exported graphs) whatever Keras backend trains the model.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mmkeras.validation import check_image_shape, check_positive_int
+
+STANDARDIZE = "lower_and_strip_punctuation"
+
+
+def text_vectorizer(texts=None, vocab_size=10000, sequence_length=100, standardize=STANDARDIZE, name="text_vectorizer"):
+    """A `keras.layers.TextVectorization` that maps raw strings to `sequence_length` token ids.
+
+    Args:
+        texts: iterable of str, a `tf.data.Dataset` of strings, or None: the texts to learn the
+            vocabulary from (the training texts). With None the layer is returned unadapted.
+        vocab_size: int, the most frequent tokens kept, padding and OOV included.
+            Defaults to `10000`.
+        sequence_length: int, ids per text (padded with 0 or truncated). Defaults to `100`.
+        standardize: the `TextVectorization` standardization. Defaults to lower-casing and
+            stripping punctuation.
+        name: str. Defaults to `"text_vectorizer"`.
+
+    Example:
+
+    >>> vectorizer = text_vectorizer(["is the circle red?", "what shape is it?"], sequence_length=6)
+    >>> vectorizer(["is it red?"]).numpy().tolist()  # 'is', 'it', 'red', then padding
+    [[2, 7, 6, 0, 0, 0]]
+    """
+    check_positive_int("vocab_size", vocab_size)
+    check_positive_int("sequence_length", sequence_length)
+    layer = keras.layers.TextVectorization(
+        max_tokens=vocab_size,
+        output_mode="int",
+        output_sequence_length=sequence_length,
+        standardize=standardize,
+        name=name,
+    )
+    if texts is not None:
+        if not isinstance(texts, tf.data.Dataset):
+            texts = as_string_array(texts, "texts")
+            if texts.size == 0:
+                raise ValueError("`texts` must hold at least one text to adapt on. Received: an empty sequence")
+        layer.adapt(texts)
+    return layer
+
+
+def as_string_array(texts, name="texts"):
+    """A list / numpy `str` or object array / tuple of str -> a 1-D numpy object array of str.
+
+    `model.fit` rejects numpy `str` (`<U..`) arrays; object arrays and tf.data work.
+    """
+    if isinstance(texts, str):
+        raise ValueError(f"`{name}` must be a sequence of strings, not one string. Received: {name}={texts!r}")
+    array = np.asarray(texts, dtype=object)
+    if array.ndim == 2 and array.shape[-1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1 or not all(isinstance(t, (str, bytes)) for t in array):
+        raise ValueError(
+            f"`{name}` must be a 1-D sequence of strings. Received: {name} of shape {array.shape}"
+            + (f" with an item of type {type(array.flat[0]).__name__}" if array.size else "")
+        )
+    return array
+
+
+def decode_image(image_bytes, image_shape):
+    """Decode one encoded PNG/JPEG/GIF/BMP image to `image_shape` float32 in [0, 1] (TF op).
+
+    Args:
+        image_bytes: a scalar `tf.string` tensor of encoded image bytes.
+        image_shape: `(height, width, channels)`; the image is resized (bilinear) and its
+            channels converted (grey <-> RGB) to match.
+
+    Example:
+
+    >>> png = tf.io.encode_png(tf.zeros((10, 12, 3), tf.uint8))
+    >>> decode_image(png, (8, 8, 3)).shape
+    TensorShape([8, 8, 3])
+    """
+    height, width, channels = check_image_shape("image_shape", image_shape)
+    image = tf.io.decode_image(image_bytes, channels=channels, expand_animations=False)
+    image = tf.image.resize(tf.cast(image, tf.float32) / 255.0, (height, width))
+    image.set_shape((height, width, channels))
+    return image
+
+
+def scale_images(images, image_shape=None):
+    """uint8 images in [0, 255] -> float32 in [0, 1]; float images are checked and kept.
+
+    Args:
+        images: array `(n, height, width, channels)` (or `(n, height, width)` for grey).
+        image_shape: optional `(height, width, channels)` the images must have.
+    """
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4:
+        raise ValueError(
+            f"`images` must have shape (n, height, width, channels). Received: images of shape {images.shape}"
+        )
+    if image_shape is not None and tuple(images.shape[1:]) != tuple(image_shape):
+        raise ValueError(
+            f"`images` must have shape (n, {', '.join(map(str, image_shape))}) for this model. "
+            f"Received: images of shape {images.shape}"
+        )
+    if images.dtype == np.uint8:
+        return images.astype("float32") / 255.0
+    if not np.issubdtype(images.dtype, np.floating):
+        raise ValueError(f"`images` must be uint8 or float. Received: images of dtype {images.dtype}")
+    return images.astype("float32")
+
+
+class Preprocessor:
+    """Raw data -> model inputs, in one object that training, prediction and export share.
+
+    It holds the image shape, the text vectorizer's vocabulary and the class names, and is
+    saved as JSON beside a model (`save` / `load`), so an exported model decodes and tokenizes
+    exactly as training did.
+
+    Args:
+        image_shape: `(height, width, channels)` of the model's image input, or None for a
+            text-only model.
+        sequence_length: int, token ids per text, or None for an image-only model.
+        vocabulary: list of str, the vectorizer's vocabulary (as
+            `TextVectorization.get_vocabulary()` returns it, padding "" and "[UNK]" first).
+        class_names: list of str or None, the name of each output class.
+        standardize: the text standardization. Defaults to lower-casing and stripping punctuation.
+
+    Example:
+
+    >>> vectorizer = text_vectorizer(["is it red?", "what shape?"], sequence_length=4)
+    >>> pre = Preprocessor.from_vectorizer(vectorizer, image_shape=(8, 8, 3), class_names=["no", "yes"])
+    >>> pre.texts_to_ids(["is it blue?"]).numpy().tolist()  # 'blue' is out of vocabulary (1)
+    [[..., ..., 1, 0]]
+    """
+
+    def __init__(self, image_shape=None, sequence_length=None, vocabulary=None, class_names=None, standardize=STANDARDIZE):
+        self.image_shape = None if image_shape is None else check_image_shape("image_shape", image_shape)
+        self.sequence_length = check_positive_int("sequence_length", sequence_length, allow_none=True)
+        self.vocabulary = None if vocabulary is None else [str(v) for v in vocabulary]
+        if (self.vocabulary is None) != (self.sequence_length is None):
+            raise ValueError(
+                "`vocabulary` and `sequence_length` must be given together (both None for an "
+                f"image-only model). Received: sequence_length={sequence_length!r}, "
+                f"vocabulary of {None if vocabulary is None else len(vocabulary)} tokens"
+            )
+        self.class_names = None if class_names is None else [str(c) for c in class_names]
+        self.standardize = standardize
+        self._vectorizer = None
+
+    @classmethod
+    def from_vectorizer(cls, vectorizer, image_shape=None, class_names=None):
+        """A Preprocessor from an adapted `TextVectorization` (e.g. `text_vectorizer(texts)`)."""
+        config = vectorizer.get_config()
+        return cls(
+            image_shape=image_shape,
+            sequence_length=config["output_sequence_length"],
+            vocabulary=vectorizer.get_vocabulary(),
+            class_names=class_names,
+            standardize=config["standardize"],
+        )
+
+    @property
+    def vectorizer(self):
+        """The `TextVectorization` layer rebuilt from the stored vocabulary (built once)."""
+        if self._vectorizer is None and self.vocabulary is not None:
+            self._vectorizer = keras.layers.TextVectorization(
+                output_mode="int",
+                output_sequence_length=self.sequence_length,
+                standardize=self.standardize,
+                vocabulary=self.vocabulary[2:],  # "" (padding) and "[UNK]" are added back
+                name="text_vectorizer",
+            )
+        return self._vectorizer
+
+    @property
+    def vocab_size(self):
+        return None if self.vocabulary is None else len(self.vocabulary)
+
+    def texts_to_ids(self, texts):
+        """Raw strings `(batch,)` -> int token ids `(batch, sequence_length)` (TF op)."""
+        if self.vectorizer is None:
+            raise ValueError("This Preprocessor has no text vocabulary (an image-only model).")
+        return tf.cast(self.vectorizer(texts), tf.int32)
+
+    def decode_images(self, image_bytes):
+        """Encoded image bytes `(batch,)` -> float32 images `(batch, *image_shape)` (TF op)."""
+        if self.image_shape is None:
+            raise ValueError("This Preprocessor has no image shape (a text-only model).")
+        return tf.map_fn(
+            lambda b: decode_image(b, self.image_shape),
+            image_bytes,
+            fn_output_signature=tf.TensorSpec(self.image_shape, tf.float32),
+        )
+
+    def get_config(self):
+        return {
+            "image_shape": None if self.image_shape is None else list(self.image_shape),
+            "sequence_length": self.sequence_length,
+            "vocabulary": self.vocabulary,
+            "class_names": self.class_names,
+            "standardize": self.standardize,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def save(self, path):
+        """Write the config as JSON to `path` (atomically: a temporary file, then a rename)."""
+        import json
+        import os
+
+        tmp = f"{path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self.get_config(), f)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path):
+        import json
+
+        with open(path, encoding="utf-8") as f:
+            return cls.from_config(json.load(f))

@@ -1,0 +1,90 @@
+"""Argument checks shared by every builder, with one wording for all errors.
+
+Every message names the argument, says what was expected and ends with
+``Received: name=value``, in the style of Keras' own errors.
+"""
+
+import difflib
+
+
+def _received(name, value):
+    return f"Received: {name}={value!r}"
+
+
+def check_one_of(name, value, choices):
+    """Raise unless `value` is one of `choices`; suggest the closest choices.
+
+    Example:
+
+    >>> check_one_of("fusion", "concat", ["concatenate", "sum"])
+    Traceback (most recent call last):
+    ...
+    ValueError: `fusion` must be one of ['concatenate', 'sum'] (did you mean 'concatenate'?). Received: fusion='concat'
+    """
+    choices = list(choices)
+    if value in choices:
+        return value
+    hint = ""
+    if isinstance(value, str):
+        close = difflib.get_close_matches(value, [str(c) for c in choices], n=3, cutoff=0.5)
+        if close:
+            hint = " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
+    raise ValueError(f"`{name}` must be one of {sorted(choices)}{hint}. {_received(name, value)}")
+
+
+def check_positive_int(name, value, allow_none=False):
+    """Raise unless `value` is an int > 0 (or None when `allow_none`)."""
+    if value is None and allow_none:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"`{name}` must be a positive integer. {_received(name, value)}")
+    return value
+
+
+def check_int_tuple(name, value, allow_empty=True):
+    """Normalise an int or a sequence of positive ints to a tuple of ints."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value,)
+    try:
+        items = tuple(value)
+    except TypeError:
+        items = None
+    if (
+        items is None
+        or (not items and not allow_empty)
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in items)
+    ):
+        raise ValueError(
+            f"`{name}` must be a positive integer or a sequence of positive integers. "
+            f"{_received(name, value)}"
+        )
+    return items
+
+
+def check_image_shape(name, value):
+    """Check an image shape (height, width, channels) of positive ints."""
+    try:
+        shape = tuple(value)
+    except TypeError:
+        shape = ()
+    if len(shape) != 3 or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape
+    ):
+        raise ValueError(
+            f"`{name}` must be a tuple (height, width, channels) of 3 positive integers. "
+            f"{_received(name, value)}"
+        )
+    return shape
+
+
+def check_fraction(name, value):
+    """Check a rate in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"`{name}` must be a number in [0, 1). {_received(name, value)}")
+    return float(value)
+
+
+def check_callable_or_none(name, value, what):
+    if value is not None and not callable(value):
+        raise ValueError(f"`{name}` must be {what}. {_received(name, value)}")
+    return value
