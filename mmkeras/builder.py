@@ -15,6 +15,7 @@ from mmkeras.validation import (
     check_fraction,
     check_image_shape,
     check_int_tuple,
+    check_kwargs,
     check_one_of,
     check_positive_int,
 )
@@ -35,10 +36,8 @@ def _split_spec(name, spec):
 def _build_part(name, spec, table, **shared):
     kind, kwargs = _split_spec(name, spec)
     check_one_of(name, kind, table)
-    try:
-        return table[kind](**{**shared, **kwargs})
-    except TypeError as error:
-        raise ValueError(f"Invalid arguments for `{name}` {kind!r}: {error}. Received: {kwargs!r}") from None
+    check_kwargs(name, kind, [table[kind]], kwargs)
+    return table[kind](**{**shared, **kwargs})
 
 
 def _encoder_input(encoder, name):
@@ -175,10 +174,7 @@ def build_model(
             fusion_layer = fusion
         else:
             kind, kwargs = _split_spec("fusion", fusion)
-            try:
-                fusion_layer = get_fusion(kind, **kwargs)
-            except TypeError as error:
-                raise ValueError(f"Invalid arguments for `fusion` {kind!r}: {error}. Received: {kwargs!r}") from None
+            fusion_layer = get_fusion(kind, **kwargs)
         x = fusion_layer(features)
     for i, units in enumerate(hidden_units, start=1):
         x = keras.layers.Dense(units, activation="relu", name=f"hidden_dense{i}")(x)

@@ -17,7 +17,7 @@ import math
 import keras
 from keras import ops
 
-from mmkeras.validation import check_one_of, check_positive_int
+from mmkeras.validation import check_kwargs, check_one_of, check_positive_int
 
 
 class Fusion(keras.layers.Layer):
@@ -421,5 +421,8 @@ def get_fusion(fusion, **kwargs):
     if isinstance(fusion, keras.layers.Layer):
         return fusion
     check_one_of("fusion", fusion, FUSIONS)
+    cls = FUSIONS[fusion]
+    inits = [klass.__init__ for klass in cls.__mro__[: cls.__mro__.index(Fusion) + 1]]
+    check_kwargs("fusion", fusion, inits, kwargs, extra=("name", "dtype", "trainable"))
     kwargs.setdefault("name", "fusion")
-    return FUSIONS[fusion](**kwargs)
+    return cls(**kwargs)

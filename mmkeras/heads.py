@@ -14,7 +14,7 @@ Example:
 import keras
 import numpy as np
 
-from mmkeras.validation import check_one_of, check_positive_int
+from mmkeras.validation import check_kwargs, check_one_of, check_positive_int
 
 
 class Head:
@@ -302,7 +302,5 @@ def get_head(head, num_classes=None, **kwargs):
         key = {MulticlassHead: "num_classes", MultilabelHead: "num_labels", RegressionHead: "units"}.get(cls)
         if key:
             kwargs[key] = num_classes
-    try:
-        return cls(**kwargs)
-    except TypeError as error:
-        raise ValueError(f"Invalid arguments for head {head!r}: {error}. Received: {kwargs!r}") from None
+    check_kwargs("head", head, [cls.__init__], kwargs)
+    return cls(**kwargs)

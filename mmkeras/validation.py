@@ -5,6 +5,7 @@ Every message names the argument, says what was expected and ends with
 """
 
 import difflib
+import inspect
 
 
 def _received(name, value):
@@ -29,7 +30,7 @@ def check_one_of(name, value, choices):
         close = difflib.get_close_matches(value, [str(c) for c in choices], n=3, cutoff=0.5)
         if close:
             hint = " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
-    raise ValueError(f"`{name}` must be one of {sorted(choices)}{hint}. {_received(name, value)}")
+    raise ValueError(f"`{name}` must be one of {sorted(choices, key=str)}{hint}. {_received(name, value)}")
 
 
 def check_positive_int(name, value, allow_none=False):
@@ -88,3 +89,20 @@ def check_callable_or_none(name, value, what):
     if value is not None and not callable(value):
         raise ValueError(f"`{name}` must be {what}. {_received(name, value)}")
     return value
+
+
+def check_kwargs(name, kind, funcs, kwargs, extra=()):
+    """Raise unless every key of `kwargs` is a parameter of one of `funcs` (or in `extra`).
+
+    Used where a part is given as `{"kind": kind, **kwargs}`, so a misspelt argument is named
+    instead of surfacing as a `TypeError` deep inside Keras.
+    """
+    allowed = set(extra)
+    for func in funcs:
+        allowed |= set(inspect.signature(func).parameters) - {"self", "args", "kwargs"}
+    unknown = sorted(set(kwargs) - allowed)
+    if unknown:
+        raise ValueError(
+            f"Invalid arguments for `{name}` {kind!r}: {unknown} (it takes {sorted(allowed)}). "
+            f"Received: {kwargs!r}"
+        )

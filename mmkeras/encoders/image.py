@@ -94,7 +94,17 @@ def cnn_encoder(
 
     inputs = keras.Input(image_shape, name="image")
     x = inputs
+    def check_room(x, window, what, block):
+        if min(x.shape[1], x.shape[2]) < window:
+            raise ValueError(
+                f"`image_shape` is too small for {len(filters)} conv blocks: block {block} "
+                f"leaves a {x.shape[1]}x{x.shape[2]} map for a {window}x{window} {what}. "
+                f"Received: image_shape={image_shape}"
+            )
+
     for i, width in enumerate(filters, start=1):
+        if padding == "valid":
+            check_room(x, kernel_size, "convolution", i)
         x = keras.layers.Conv2D(
             width,
             kernel_size,
@@ -107,12 +117,7 @@ def cnn_encoder(
             x = keras.layers.BatchNormalization(name=f"image_block{i}_bn")(x)
             x = keras.layers.Activation("relu", name=f"image_block{i}_relu")(x)
         if pooling is not None:
-            if min(x.shape[1], x.shape[2]) < pool_size:
-                raise ValueError(
-                    f"`image_shape` is too small for {len(filters)} conv blocks: block {i} "
-                    f"leaves a {x.shape[1]}x{x.shape[2]} map to pool by {pool_size}. "
-                    f"Received: image_shape={image_shape}"
-                )
+            check_room(x, pool_size, "pooling", i)
             x = _pool(x, pooling, pool_size, f"image_block{i}_pool")
     x = _global_output(x, output, "image")
     x = _dense_stack(x, dense_units, dropout, "image")

@@ -33,8 +33,8 @@ for _method, _args in FUSION_ARGS.items():
     register_recipe(
         f"fusion_{_method}",
         family="fusion",
-        description=f"{FUSIONS[_method].__doc__.strip().splitlines()[0]} "
-        "(CNN 32/64/128 + Embedding+LSTM(64), Dense(64), sigmoid).",
+        description=f"{FUSIONS[_method].__doc__.strip().splitlines()[0].rstrip('.')}; "
+        "over a CNN 32/64/128 and an Embedding+LSTM(64), then Dense(64) and a sigmoid.",
         reference=(FUSIONS[_method].__doc__ or "").strip().splitlines()[0],
         tiny=TINY,
         fusion={"kind": _method, **_args},

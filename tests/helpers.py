@@ -1,0 +1,113 @@
+"""Shared test helpers, in the spirit of keras-hub's `run_*` checks.
+
+`toy_data(model)` makes inputs and learnable labels that fit any zoo model (from its inputs and
+its compiled losses); the `run_*` functions are the checks every registered model goes through.
+"""
+
+import copy
+import json
+import os
+
+import keras
+import numpy as np
+
+import mmkeras
+
+
+def tiny_model(name, **overrides):
+    """The registered model `name` at its small test configuration."""
+    entry = mmkeras.get_entry(name)
+    return mmkeras.get_model(name, **{**entry.tiny, **overrides})
+
+
+def toy_inputs(model, n=16, seed=0):
+    """Random inputs for every model input: floats for images, token ids (some padding) for text."""
+    rng = np.random.default_rng(seed)
+    inputs = {}
+    for key, tensor in model.input.items():
+        shape = (n, *tensor.shape[1:])
+        if key == "image":
+            inputs[key] = rng.random(shape, dtype=np.float32)
+        else:
+            ids = rng.integers(2, 50, size=shape).astype("int32")
+            ids[:, shape[1] // 2 :] *= rng.random((n, 1)) < 0.5  # half the texts end in padding
+            inputs[key] = ids
+    return inputs
+
+
+def _labels_for(loss, width, n, rng):
+    name = loss if isinstance(loss, str) else type(loss).__name__
+    name = name.lower()
+    if "sparse" in name:
+        return rng.integers(0, width, size=(n,))
+    if "binary" in name:
+        return rng.integers(0, 2, size=(n, width)).astype("float32")
+    if "squared" in name or "absolute" in name:
+        return rng.normal(size=(n, width)).astype("float32")
+    raise AssertionError(f"toy_labels does not know the loss {loss!r}")
+
+
+def toy_labels(model, n=16, seed=0):
+    """Labels that suit the model's compiled loss(es); a dict for multi-task models."""
+    rng = np.random.default_rng(seed + 1)
+    outputs = model.output if isinstance(model.output, dict) else {model.output_names[0]: model.output}
+    losses = model.loss if isinstance(model.loss, dict) else {model.output_names[0]: model.loss}
+    labels = {name: _labels_for(losses[name], out.shape[-1], n, rng) for name, out in outputs.items()}
+    return labels if isinstance(model.output, dict) else next(iter(labels.values()))
+
+
+def assert_outputs_close(a, b, atol):
+    if isinstance(a, dict):
+        assert sorted(a) == sorted(b)
+        for key in a:
+            np.testing.assert_allclose(a[key], b[key], atol=atol)
+    else:
+        np.testing.assert_allclose(a, b, atol=atol)
+
+
+def run_output_test(model):
+    """Dict inputs with the documented keys; named outputs with the expected batch size."""
+    assert set(model.input) <= {"image", "text"} and model.input
+    x = toy_inputs(model, n=3)
+    y = model.predict(x, verbose=0)
+    assert all(not name.startswith("output_") for name in model.output_names)
+    outputs = y if isinstance(y, dict) else {model.output_names[0]: y}
+    assert sorted(outputs) == sorted(model.output_names)
+    for name, value in outputs.items():
+        assert value.shape[0] == 3, name
+        assert np.isfinite(value).all(), name
+        assert value.dtype == np.float32, name
+
+
+def run_fit_test(model, epochs=8):
+    """A few full-batch steps on a fixed toy batch: the loss stays finite and falls."""
+    x, y = toy_inputs(model), toy_labels(model)
+    history = model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, shuffle=False)
+    losses = history.history["loss"]
+    assert np.isfinite(losses).all(), losses
+    assert losses[-1] < losses[0], losses
+    return losses
+
+
+def run_config_test(model):
+    """`from_config(get_config())` rebuilds the same graph: identical config JSON and outputs."""
+    config = model.get_config()
+    rebuilt = keras.Model.from_config(copy.deepcopy(config))  # from_config consumes its argument
+    assert json.dumps(rebuilt.get_config(), sort_keys=True, default=str) == json.dumps(
+        config, sort_keys=True, default=str
+    )
+    rebuilt.set_weights(model.get_weights())
+    x = toy_inputs(model, n=4)
+    assert_outputs_close(model.predict(x, verbose=0), rebuilt.predict(x, verbose=0), atol=1e-6)
+
+
+def run_saving_test(model, tmp_path):
+    """`.keras` save and load with `safe_mode=True`: same class of model, outputs equal to 1e-6."""
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert type(loaded) is type(model)
+    assert loaded.count_params() == model.count_params()
+    x = toy_inputs(model, n=4)
+    assert_outputs_close(model.predict(x, verbose=0), loaded.predict(x, verbose=0), atol=1e-6)
+    return loaded
