@@ -1,9 +1,19 @@
 """Every registered model goes through the same checks: adding a recipe adds its tests."""
 
+import keras
+import numpy as np
 import pytest
 
 import mmkeras
-from tests.helpers import run_config_test, run_fit_test, run_output_test, run_saving_test, tiny_model
+from tests.helpers import (
+    run_config_test,
+    run_fit_test,
+    run_output_test,
+    run_saving_test,
+    tiny_model,
+    toy_inputs,
+    toy_labels,
+)
 
 MODELS = mmkeras.list_models()
 
@@ -74,3 +84,28 @@ def test_multitask_model_has_a_dict_of_named_outputs():
     model = tiny_model("s4_multitask")
     assert sorted(model.output) == ["image_class", "sentiment"]
     assert sorted(model.loss) == ["image_class", "sentiment"]
+
+
+@pytest.fixture
+def mixed_bfloat16():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+# Under mixed precision, every model whose parts differ from the others' (the rest: `-m slow`).
+MIXED_DEFAULT = {"s1", "s2", "s4_multitask", "fusion_attention", "fusion_gated", "fusion_low_rank_tensor",
+                 "fusion_sequence", "fusion_weighted_sum", "residual_transformer"}
+
+
+@pytest.mark.parametrize(
+    "name", [n if n in MIXED_DEFAULT else pytest.param(n, marks=pytest.mark.slow) for n in MODELS]
+)
+def test_mixed_precision_trains_and_keeps_float32_outputs(name, mixed_bfloat16):
+    model = tiny_model(name)
+    x, y = toy_inputs(model, n=4), toy_labels(model, n=4)
+    losses = model.train_on_batch(x, y)
+    assert np.isfinite(losses).all()
+    outputs = model.predict(x, verbose=0)
+    for value in outputs.values() if isinstance(outputs, dict) else [outputs]:
+        assert value.dtype == np.float32
