@@ -1,0 +1,146 @@
+"""Train a tiny zoo model under a tf.distribute strategy, deterministically, with a backup.
+
+A helper of tests/test_distribute.py and benchmarks/distribute.py, using mmkeras' public API
+only. Run it again with the same `--backup-dir` after it was killed and it goes on from the backup.
+
+It prints one line per event, flushed, for the test that watches it:
+`READY replicas=R`, `RESUME ...` (a backup was found), `BEGIN epoch=E`, `STEP epoch=E step=S`,
+`END epoch=E seconds=T`, `DONE iterations=N seconds=T warm_samples_per_s=X`; and writes the final
+weights to `--out` (an .npz file; `{task}` in the path becomes the worker's index).
+
+Examples:
+
+    python tests/scripts/train_resumable.py --out w.npz --backup-dir backup --epochs 3
+    python tests/scripts/train_resumable.py --strategy mirrored --logical-devices 2 --out w.npz
+    TF_CONFIG='{"cluster": {"worker": ["127.0.0.1:2222", "127.0.0.1:2223"]},
+                "task": {"type": "worker", "index": 0}}' \\
+        python tests/scripts/train_resumable.py --strategy multi_worker --out w{task}.npz
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, help="final weights (.npz); '{task}' becomes the worker index")
+    parser.add_argument("--strategy", default="auto", help="a name for mmkeras.distribute.get_strategy")
+    parser.add_argument("--logical-devices", type=int, default=1, help="split the CPU into this many devices")
+    parser.add_argument("--model", default="s0")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=8, help="batches per epoch")
+    parser.add_argument("--batch-size", type=int, default=8, help="the global batch size")
+    parser.add_argument("--backup-dir", default=None)
+    parser.add_argument("--save-freq", default="epoch", help="'epoch' or a number of steps")
+    parser.add_argument("--loop", choices=("auto", "fit", "custom"), default="auto",
+                        help="auto: model.fit, or the custom loop where fit fails")
+    parser.add_argument("--step-delay", type=float, default=0.0, help="seconds to sleep after each step")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--losses", default=None, help="write the per-step losses to this JSON file")
+    parser.add_argument("--quiet-steps", action="store_true", help="no STEP lines (and no per-step callback), for timing")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import tensorflow as tf
+
+    if args.logical_devices > 1:  # before TensorFlow initialises its devices
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * args.logical_devices)
+
+    import keras
+    import numpy as np
+
+    import mmkeras
+    from mmkeras import distribute
+
+    strategy = distribute.get_strategy(args.strategy)  # first: multi-worker needs it before any op
+    keras.utils.set_random_seed(args.seed)
+    tf.config.experimental.enable_op_determinism()
+    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", 0)
+
+    # Data: fixed random examples, no shuffling, so every run sees the same batches in each epoch.
+    with strategy.scope():
+        model = mmkeras.get_model(args.model, **mmkeras.get_entry(args.model).tiny)
+    rng = np.random.default_rng(args.seed)
+    n = args.steps * args.batch_size
+    x = {
+        "image": rng.random((n, *model.input["image"].shape[1:]), dtype="float32"),
+        "text": rng.integers(0, 64, (n, model.input["text"].shape[1])).astype("int32"),
+    }
+    y = rng.integers(0, 2, (n,)).astype("float32")
+    dataset = distribute.distribute_dataset_options(
+        tf.data.Dataset.from_tensor_slices((x, y)).batch(args.batch_size)
+    )
+
+    if args.backup_dir and tf.io.gfile.exists(args.backup_dir):
+        latest = tf.train.latest_checkpoint(args.backup_dir)
+        meta = os.path.join(args.backup_dir, "training_metadata.json")
+        if latest:
+            print(f"RESUME checkpoint={os.path.basename(latest)}", flush=True)
+        elif tf.io.gfile.exists(meta):
+            print(f"RESUME {json.loads(open(meta).read())}", flush=True)
+
+    losses = []
+
+    def on_batch_end(batch, logs):
+        losses.append(float(logs["loss"]))
+        print(f"STEP epoch={state['epoch']} step={batch}", flush=True)
+        if args.step_delay:
+            time.sleep(args.step_delay)
+
+    state = {"epoch": None}
+
+    def on_epoch_begin(epoch, logs):
+        state["epoch"] = epoch
+        print(f"BEGIN epoch={epoch}", flush=True)
+
+    epoch_seconds = []
+
+    def on_epoch_end(epoch, logs):
+        epoch_seconds.append(time.perf_counter() - state["started"])
+        print(f"END epoch={epoch} seconds={epoch_seconds[-1]:.4f}", flush=True)
+
+    def on_epoch_begin_timed(epoch, logs):
+        on_epoch_begin(epoch, logs)
+        state["started"] = time.perf_counter()
+
+    hooks = {"on_epoch_begin": on_epoch_begin_timed, "on_epoch_end": on_epoch_end}
+    if not args.quiet_steps:
+        hooks["on_train_batch_end"] = on_batch_end
+    progress = keras.callbacks.LambdaCallback(**hooks)
+    save_freq = args.save_freq if args.save_freq == "epoch" else int(args.save_freq)
+    print(f"READY replicas={strategy.num_replicas_in_sync}", flush=True)
+    start = time.perf_counter()
+    if args.loop == "custom" or (args.loop == "auto" and distribute.needs_custom_loop(strategy)):
+        distribute.fit_custom_loop(
+            model, dataset, epochs=args.epochs, backup_dir=args.backup_dir, verbose=0,
+            save_freq=save_freq, callbacks=[progress],
+        )
+    else:
+        distribute.fit(
+            model, dataset, epochs=args.epochs, backup_dir=args.backup_dir, verbose=0,
+            save_freq=save_freq, callbacks=[progress],
+        )
+    seconds = time.perf_counter() - start
+    iterations = int(model.optimizer.iterations.numpy())
+    np.savez(args.out.format(task=task), *model.get_weights(), iterations=iterations)
+    if args.losses:
+        with open(args.losses.format(task=task), "w") as f:
+            json.dump(losses, f)
+    # Throughput after the first epoch (which includes tracing): global examples per second.
+    warm = epoch_seconds[1:]
+    warm_rate = args.steps * args.batch_size * len(warm) / sum(warm) if warm else float("nan")
+    print(f"DONE iterations={iterations} seconds={seconds:.3f} warm_samples_per_s={warm_rate:.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

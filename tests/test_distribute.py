@@ -1,0 +1,386 @@
+"""Tests of mmkeras.distribute: strategy selection, pipelines, the custom loop, and runs that
+survive being killed.
+
+Several replicas and several workers need processes of their own (logical CPU devices must be
+configured before TensorFlow starts; each worker is a process): those tests run
+tests/scripts/train_resumable.py in subprocesses, with timeouts, and kill every child they start.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import mmkeras
+from mmkeras import distribute
+
+SCRIPT = Path(__file__).parent / "scripts" / "train_resumable.py"
+TIMEOUT = 240  # seconds for one training subprocess (2 shared cores: startup alone takes ~10 s)
+
+
+# ------------------------------------------------------------------------------------------------
+# Helpers: processes that are always cleaned up.
+
+
+def _env(tf_config=None):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow", PYTHONUNBUFFERED="1")
+    if tf_config is not None:
+        env["TF_CONFIG"] = json.dumps(tf_config)
+    return env
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+class Runs:
+    """Start training subprocesses (output to log files); kill whatever is left on exit."""
+
+    def __init__(self, tmp_path):
+        self.tmp_path = tmp_path
+        self.procs = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for proc, _ in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=30)
+
+    def start(self, name, args, tf_config=None):
+        log = self.tmp_path / f"{name}.log"
+        with open(log, "w") as out:
+            proc = subprocess.Popen(
+                [sys.executable, str(SCRIPT), *map(str, args)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=_env(tf_config),
+                cwd=self.tmp_path,
+            )
+        self.procs.append((proc, log))
+        return proc, log
+
+    def start_workers(self, name, args, n=2):
+        ports = _free_ports(n)
+        cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+        return [
+            self.start(f"{name}{i}", ["--strategy", "multi_worker", *args], {"cluster": cluster, "task": {"type": "worker", "index": i}})
+            for i in range(n)
+        ]
+
+    @staticmethod
+    def wait(proc, log, timeout=TIMEOUT, ok=True):
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail(f"{log.name} ran past {timeout} s:\n{_tail(log)}")
+        if ok and rc != 0:
+            pytest.fail(f"{log.name} failed with exit code {rc}:\n{_tail(log)}")
+        return rc
+
+    @staticmethod
+    def wait_for_line(proc, log, prefix, timeout=TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(line.startswith(prefix) for line in log.read_text().splitlines()):
+                return
+            if proc.poll() is not None:
+                pytest.fail(f"{log.name} ended (exit code {proc.returncode}) before {prefix!r}:\n{_tail(log)}")
+            time.sleep(0.05)
+        pytest.fail(f"{log.name} printed no {prefix!r} within {timeout} s:\n{_tail(log)}")
+
+
+def _tail(log, n=30):
+    return "\n".join(log.read_text().splitlines()[-n:])
+
+
+def _lines(log, prefix):
+    return [line for line in log.read_text().splitlines() if line.startswith(prefix)]
+
+
+def _weights(path):
+    data = np.load(path)
+    return int(data["iterations"]), [data[k] for k in data.files if k != "iterations"]
+
+
+def _assert_same_weights(a, b, atol):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, atol=atol, rtol=0)
+
+
+# ------------------------------------------------------------------------------------------------
+# In-process: strategy selection, pipeline helpers, the custom loop against model.fit.
+
+
+def test_get_strategy_names():
+    assert isinstance(distribute.get_strategy("auto"), tf.distribute.Strategy)
+    assert isinstance(distribute.get_strategy("mirrored"), tf.distribute.MirroredStrategy)
+    assert isinstance(distribute.get_strategy("one_device"), tf.distribute.OneDeviceStrategy)
+    assert not distribute.needs_custom_loop(distribute.get_strategy("auto"))
+    assert not distribute.needs_custom_loop(distribute.get_strategy("mirrored"))
+
+
+def test_get_strategy_errors(monkeypatch):
+    with pytest.raises(ValueError, match=r"`strategy` must be one of .*did you mean 'mirrored'.*Received: strategy='mirored'"):
+        distribute.get_strategy("mirored")
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match=r"TF_CONFIG is not set.*Received: strategy='multi_worker'"):
+        distribute.get_strategy("multi_worker")
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ValueError, match="TF_CONFIG is not valid JSON"):
+        distribute.get_strategy("multi_worker")
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}))
+    with pytest.raises(ValueError, match="is not in its cluster"):
+        distribute.get_strategy("multi_worker")
+    with pytest.raises(ValueError, match=r"'tpu' cannot: no TPU found.*Received: strategy='tpu'"):
+        distribute.get_strategy("tpu")
+    with pytest.raises(ValueError, match="must be a tf.distribute.Strategy"):
+        distribute.needs_custom_loop("mirrored")
+
+
+def test_pipeline_helpers():
+    dataset = distribute.distribute_dataset_options(tf.data.Dataset.range(8).batch(4))
+    assert dataset.options().experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
+    with pytest.raises(ValueError, match="Received: policy='rows'"):
+        distribute.distribute_dataset_options(dataset, "rows")
+    with pytest.raises(ValueError, match="`dataset` must be a tf.data.Dataset"):
+        distribute.distribute_dataset_options([1, 2])
+    assert distribute.global_batch_size(16, tf.distribute.get_strategy()) == 16
+    with pytest.raises(ValueError, match="per_replica_batch_size"):
+        distribute.global_batch_size(0)
+
+
+def _tiny_data(model, n=32, batch_size=8, seed=0):
+    rng = np.random.default_rng(seed)
+    x = {
+        "image": rng.random((n, *model.input["image"].shape[1:]), dtype="float32"),
+        "text": rng.integers(0, 64, (n, model.input["text"].shape[1])).astype("int32"),
+    }
+    outputs = model.output if isinstance(model.output, dict) else {"label": model.output}
+    y = {
+        name: rng.integers(0, 2, (n,)).astype("float32") if out.shape[-1] == 1 else rng.integers(0, out.shape[-1], (n,))
+        for name, out in outputs.items()
+    }
+    if not isinstance(model.output, dict):
+        y = y["label"]
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size), x
+
+
+@pytest.mark.parametrize("name", ["s0", "s4_multitask"])
+def test_custom_loop_matches_fit(name):
+    """The custom loop computes what `model.fit` computes: same losses, metrics and weights."""
+    tiny = mmkeras.get_entry(name).tiny
+    keras.utils.set_random_seed(3)
+    model_a = mmkeras.get_model(name, **tiny)
+    keras.utils.set_random_seed(3)
+    model_b = mmkeras.get_model(name, **tiny)
+    dataset, x = _tiny_data(model_a, n=36)  # 4 full batches and a short one
+    history_fit = model_a.fit(dataset, epochs=2, validation_data=dataset, shuffle=False, verbose=0).history
+    history_loop = distribute.fit_custom_loop(model_b, dataset, epochs=2, validation_data=dataset, verbose=0)
+    assert set(history_loop) == set(history_fit), (sorted(history_loop), sorted(history_fit))
+    for key in history_fit:
+        np.testing.assert_allclose(history_loop[key], history_fit[key], rtol=1e-4, atol=1e-5, err_msg=key)
+    _assert_same_weights(model_b.get_weights(), model_a.get_weights(), atol=1e-5)
+    evaluated = distribute.evaluate_custom_loop(model_b, dataset)
+    expected = model_a.evaluate(dataset, verbose=0, return_dict=True)
+    for key in expected:
+        np.testing.assert_allclose(evaluated[key], expected[key], rtol=1e-4, atol=1e-5, err_msg=key)
+    predicted = distribute.predict_custom_loop(model_b, dataset)
+    tf.nest.map_structure(
+        lambda p, q: np.testing.assert_allclose(p, q, atol=1e-5), predicted, model_a.predict(x, verbose=0)
+    )
+
+
+def test_custom_loop_backup_resumes(tmp_path):
+    """A loop run again over a backup goes on from it; the result equals one uninterrupted run."""
+    tiny = mmkeras.get_entry("s0").tiny
+    keras.utils.set_random_seed(5)
+    reference = mmkeras.get_model("s0", **tiny)
+    dataset, _ = _tiny_data(reference)
+    distribute.fit_custom_loop(reference, dataset, epochs=3, verbose=0)
+
+    class Crash(Exception):
+        pass
+
+    class CrashAfter(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if int(self.model.optimizer.iterations.numpy()) == 6:  # in the middle of epoch 2
+                raise Crash()
+
+    keras.utils.set_random_seed(5)
+    first = mmkeras.get_model("s0", **tiny)
+    backup = tmp_path / "backup"
+    with pytest.raises(Crash):
+        distribute.fit_custom_loop(first, dataset, epochs=3, backup_dir=backup, save_freq=2, verbose=0, callbacks=[CrashAfter()])
+    assert tf.train.latest_checkpoint(str(backup))  # the backup of step 6 is there
+    keras.utils.set_random_seed(99)  # a fresh model, other initial weights: all must come from the backup
+    second = mmkeras.get_model("s0", **tiny)
+    history = distribute.fit_custom_loop(second, dataset, epochs=3, backup_dir=backup, verbose=0)
+    assert len(history["loss"]) == 2  # epochs 2 (its second half) and 3
+    assert int(second.optimizer.iterations.numpy()) == int(reference.optimizer.iterations.numpy()) == 12
+    _assert_same_weights(second.get_weights(), reference.get_weights(), atol=1e-5)
+    assert not backup.exists()  # deleted once training ends, as BackupAndRestore does
+
+
+def test_custom_loop_argument_errors():
+    model = mmkeras.get_model("s0", **mmkeras.get_entry("s0").tiny)
+    dataset, x = _tiny_data(model)
+    with pytest.raises(ValueError, match="Received: epochs=0"):
+        distribute.fit_custom_loop(model, dataset, epochs=0)
+    with pytest.raises(ValueError, match="`train_dataset` must be a tf.data.Dataset"):
+        distribute.fit_custom_loop(model, x, epochs=1)
+    with pytest.raises(ValueError, match="other than BackupAndRestore"):
+        distribute.fit_custom_loop(model, dataset, epochs=1, callbacks=[keras.callbacks.BackupAndRestore("b")])
+    uncompiled = mmkeras.get_model("s0", compile=False, **mmkeras.get_entry("s0").tiny)
+    with pytest.raises(ValueError, match="`model` must be compiled"):
+        distribute.fit_custom_loop(uncompiled, dataset, epochs=1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Subprocesses: 2 replicas on 2 logical CPU devices, 2 workers on 127.0.0.1, killed runs.
+
+COMMON = ["--model", "s0", "--epochs", "2", "--steps", "4", "--batch-size", "8"]
+
+
+def test_mirrored_two_replicas_match_one(tmp_path):
+    """MirroredStrategy over 2 logical CPU devices trains like 1 replica on the same global batches,
+    with `model.fit` and with the custom loop."""
+    with Runs(tmp_path) as runs:
+        one = runs.start("one", [*COMMON, "--out", "one.npz", "--losses", "one.json"])
+        two = runs.start("two", [*COMMON, "--strategy", "mirrored", "--logical-devices", "2", "--out", "two.npz", "--losses", "two.json"])
+        loop = runs.start("loop", [*COMMON, "--strategy", "mirrored", "--logical-devices", "2", "--loop", "custom", "--out", "loop.npz", "--losses", "loop.json"])
+        for proc, log in (one, two, loop):
+            runs.wait(proc, log)
+    assert _lines(two[1], "READY") == ["READY replicas=2"]
+    assert _lines(one[1], "READY") == ["READY replicas=1"]
+    losses_one = json.loads((tmp_path / "one.json").read_text())
+    for name in ("two", "loop"):
+        losses = json.loads((tmp_path / f"{name}.json").read_text())
+        assert len(losses) == len(losses_one) == 8
+        np.testing.assert_allclose(losses, losses_one, rtol=1e-4, atol=1e-5, err_msg=name)
+        iterations, weights = _weights(tmp_path / f"{name}.npz")
+        assert iterations == 8
+        _assert_same_weights(weights, _weights(tmp_path / "one.npz")[1], atol=1e-5)
+
+
+def test_multi_worker_identical_weights(tmp_path):
+    """2 MultiWorkerMirroredStrategy workers on 127.0.0.1 (via TF_CONFIG) end with identical weights,
+    equal to one process training on the same global batches."""
+    with Runs(tmp_path) as runs:
+        workers = runs.start_workers("worker", [*COMMON, "--out", "worker{task}.npz", "--losses", "worker{task}.json"])
+        one = runs.start("one", [*COMMON, "--out", "one.npz", "--losses", "one.json"])
+        for proc, log in (*workers, one):
+            runs.wait(proc, log)
+    assert _lines(workers[0][1], "READY") == ["READY replicas=2"]
+    (it0, w0), (it1, w1), (it, w) = (_weights(tmp_path / f) for f in ("worker0.npz", "worker1.npz", "one.npz"))
+    assert it0 == it1 == it == 8
+    _assert_same_weights(w0, w1, atol=0)  # identical
+    _assert_same_weights(w0, w, atol=1e-5)
+    losses0 = json.loads((tmp_path / "worker0.json").read_text())
+    np.testing.assert_allclose(losses0, json.loads((tmp_path / "worker1.json").read_text()), atol=0)
+    np.testing.assert_allclose(losses0, json.loads((tmp_path / "one.json").read_text()), rtol=1e-4, atol=1e-5)
+
+
+KILL = ["--model", "s0", "--epochs", "3", "--steps", "6", "--batch-size", "8", "--step-delay", "0.25"]
+
+
+def test_killed_fit_resumes_from_backup(tmp_path):
+    """SIGKILL `fit` with BackupAndRestore mid-epoch; the same command again resumes from the backup
+    and ends with the step count and weights of an uninterrupted run (same seed, deterministic ops)."""
+    command = [*KILL, "--backup-dir", "backup", "--out", "resumed.npz"]
+    with Runs(tmp_path) as runs:
+        reference = runs.start("reference", [*KILL, "--step-delay", "0", "--out", "reference.npz"])
+        proc, log = runs.start("killed", command)
+        runs.wait_for_line(proc, log, "STEP epoch=1 step=2")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert not _lines(log, "DONE")
+        backed_up = json.loads((tmp_path / "backup" / "training_metadata.json").read_text())["epoch"]
+        assert backed_up >= 1  # at least epoch 0 was backed up; the killed epoch was cut short
+        proc, log2 = runs.start("restarted", command)
+        runs.wait(proc, log2)
+        runs.wait(*reference)
+    assert _lines(log2, "RESUME")
+    assert _lines(log2, "BEGIN")[0] == f"BEGIN epoch={backed_up}"  # it went on from the backup
+    iterations, weights = _weights(tmp_path / "resumed.npz")
+    ref_iterations, ref_weights = _weights(tmp_path / "reference.npz")
+    assert iterations == ref_iterations == 18
+    _assert_same_weights(weights, ref_weights, atol=1e-5)
+    assert not (tmp_path / "backup").exists()
+
+
+@pytest.mark.slow
+def test_killed_worker_then_restarted_cluster_resumes(tmp_path):
+    """SIGKILL one of 2 workers mid-epoch. What tf.distribute does here: the surviving worker's next
+    collective fails ("UnavailableError: Collective ops is aborted by: ... The following tasks are
+    unhealthy (stopped sending heartbeats)") and it exits; it cannot go on alone. Starting both
+    workers again with the same command resumes from the chief's checkpoint and ends like an
+    uninterrupted run."""
+    args = [*KILL, "--backup-dir", "backup", "--save-freq", "4", "--out", "resumed{task}.npz"]
+    with Runs(tmp_path) as runs:
+        reference = runs.start("reference", [*KILL, "--step-delay", "0", "--out", "reference.npz"])
+        (w0, log0), (w1, log1) = runs.start_workers("first", args)
+        runs.wait_for_line(w0, log0, "STEP epoch=1 step=2")
+        w1.send_signal(signal.SIGKILL)
+        w1.wait(timeout=30)
+        rc = runs.wait(w0, log0, timeout=180, ok=False)
+        assert rc != 0 and not _lines(log0, "DONE")
+        assert "UnavailableError" in log0.read_text() or "unhealthy" in log0.read_text()
+        assert tf.train.latest_checkpoint(str(tmp_path / "backup"))
+        restarted = runs.start_workers("second", args)
+        for proc, log in restarted:
+            runs.wait(proc, log)
+        runs.wait(*reference)
+    assert _lines(restarted[0][1], "RESUME")
+    first_step = _lines(restarted[0][1], "STEP")[0]
+    assert first_step != "STEP epoch=0 step=0", first_step  # it went on from the backup
+    (it0, w0), (it1, w1) = (_weights(tmp_path / f"resumed{i}.npz") for i in range(2))
+    ref_iterations, ref_weights = _weights(tmp_path / "reference.npz")
+    assert it0 == it1 == ref_iterations == 18
+    _assert_same_weights(w0, w1, atol=0)
+    _assert_same_weights(w0, ref_weights, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_notebook_04_runs(tmp_path, monkeypatch):
+    """notebooks/04_distributed.ipynb runs headless in its quick configuration, without errors, and
+    shows what it claims (tests/test_notebooks.py also runs every notebook; this one checks outputs)."""
+    nbclient = pytest.importorskip("nbclient")
+    nbformat = pytest.importorskip("nbformat")
+    path = Path(__file__).parent.parent / "notebooks" / "04_distributed.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    assert not [o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    monkeypatch.setenv("MMKERAS_NOTEBOOK_QUICK", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    client = nbclient.NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
+    client.execute()
+    text = "\n".join(
+        o.get("text", "") for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "stream"
+    )
+    assert "quick mode" in text
+    assert "with 2 replicas" in text
+    assert "identical weights on both workers: True" in text
+    assert "'tpu' cannot" in text
