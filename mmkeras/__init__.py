@@ -9,23 +9,39 @@ Example:
 >>> model.input  # {'image': <KerasTensor ...>, 'text': <KerasTensor ...>}
 """
 
-from mmkeras import encoders, fusion, heads, preprocessing
+from mmkeras import data, encoders, fusion, heads, precision, preprocessing
 from mmkeras.builder import build_model
-from mmkeras.models import documents, fusion_recipes  # noqa: F401  (registers the zoo)
+from mmkeras.export import export_model, load
+from mmkeras.models import documents, fusion_recipes, vqa  # noqa: F401  (registers the zoo)
+from mmkeras.data import Examples, list_datasets, load_dataset, make_dataset
+from mmkeras.training import TrainResult, evaluate, load_run, predict, train
 from mmkeras.registry import ModelEntry, get_entry, get_model, list_models, register_model, unregister_model
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Examples",
     "ModelEntry",
+    "TrainResult",
     "build_model",
+    "data",
     "encoders",
+    "evaluate",
+    "export_model",
     "fusion",
     "get_entry",
     "get_model",
     "heads",
+    "list_datasets",
     "list_models",
+    "load",
+    "load_dataset",
+    "load_run",
+    "make_dataset",
+    "precision",
+    "predict",
     "preprocessing",
     "register_model",
+    "train",
     "unregister_model",
 ]

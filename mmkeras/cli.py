@@ -13,6 +13,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 
 SUBCOMMAND_MODULES = (
     "mmkeras.commands.list_models",
+    "mmkeras.commands.train",
+    "mmkeras.commands.evaluate",
+    "mmkeras.commands.predict",
+    "mmkeras.commands.export",
 )
 
 

@@ -1,0 +1,47 @@
+"""`mmkeras predict`: ask a trained model about one image."""
+
+import argparse
+import sys
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "predict",
+        help="answer a question about an image (or score a caption) with a trained model",
+        description=(
+            "Load a folder written by `mmkeras train`, decode IMAGE (PNG, JPEG, GIF or BMP) and\n"
+            "tokenize TEXT exactly as in training, and print the most likely answer and its\n"
+            "probability, tab-separated (and the runners-up with --top-k)."
+        ),
+        epilog=(
+            "examples:\n"
+            "  mmkeras predict saved_models/vqa-easy_vqa shape.png 'what color is the shape?'\n"
+            "  mmkeras predict saved_models/vqa-fashion_mnist_captions shoe.png 'a photo of a sneaker'"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", help="a folder written by `mmkeras train`")
+    parser.add_argument("image", help="an image file")
+    parser.add_argument("text", help="the question or caption (quote it)")
+    parser.add_argument("--top-k", type=int, default=1, help="also list the k most likely answers; default 1")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args):
+    import json
+
+    from mmkeras.training import predict
+
+    try:
+        result = predict(args.model, args.image, args.text, top_k=max(1, args.top_k))
+        if args.json:
+            print(json.dumps(result))
+            return 0
+        print(f"{result['answer']}\t(probability {result['probability']:.4f})")
+        for name, probability in result["top"][1:]:
+            print(f"  {name}\t{probability:.4f}")
+        return 0
+    except (ValueError, FileNotFoundError) as error:
+        print(f"mmkeras predict: error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,37 @@
+"""Input pipelines and built-in datasets.
+
+- `make_dataset(images, texts, labels, preprocessor=...)`: arrays, image files or encoded bytes,
+  plus raw strings or token ids -> a batched, shuffled, prefetched `tf.data.Dataset`.
+- `Examples`: the checked, decoded, in-memory examples behind every pipeline.
+- `load_dataset(name)` / `list_datasets()`: easy-VQA and Fashion-MNIST caption matching, offline.
+
+Example:
+
+>>> from mmkeras import data
+>>> data.list_datasets()
+['easy_vqa', 'easy_vqa_yes_no', 'fashion_mnist_captions']
+"""
+
+from mmkeras.data.pipeline import IMAGE_FORMS, Examples, image_form, make_dataset
+from mmkeras.data.datasets import (
+    DatasetSplits,
+    dataset_description,
+    list_datasets,
+    load_dataset,
+    register_dataset,
+    split_by_group,
+)
+from mmkeras.data import easy_vqa, fashion_mnist  # noqa: F401,E402  (registers the built-in datasets)
+
+__all__ = [
+    "DatasetSplits",
+    "Examples",
+    "IMAGE_FORMS",
+    "dataset_description",
+    "image_form",
+    "list_datasets",
+    "load_dataset",
+    "make_dataset",
+    "register_dataset",
+    "split_by_group",
+]

@@ -1,0 +1,149 @@
+"""Built-in datasets, all offline: `load_dataset(name)`, `list_datasets()`.
+
+| name | task | source |
+|---|---|---|
+| `easy_vqa` | image + question -> one of 13 answers (softmax) | PyPI `easy-vqa` (generated images and questions) |
+| `easy_vqa_yes_no` | image + yes/no question -> yes or no (sigmoid) | the same, its yes/no questions only |
+| `fashion_mnist_captions` | photo + caption -> match or not (sigmoid), plus 10-way caption ranking | Debian `dataset-fashion-mnist` (real photos) |
+
+Each loader returns a `DatasetSplits`: `train`, `validation` and `test` `Examples`, the class
+names and the task, ready for `Examples.to_dataset`. Nothing is ever downloaded.
+
+Example:
+
+>>> from mmkeras import data
+>>> splits = data.load_dataset("easy_vqa", limit=200)
+>>> splits.task, len(splits.class_names), splits.image_shape
+('multiclass', 13, (64, 64, 3))
+"""
+
+import dataclasses
+from typing import Callable, Optional
+
+import numpy as np
+
+from mmkeras.data.pipeline import Examples
+from mmkeras.validation import check_fraction, check_one_of, check_positive_int
+
+
+@dataclasses.dataclass
+class DatasetSplits:
+    """A built-in dataset, split and decoded.
+
+    Attributes:
+        name: the dataset's registry name.
+        train, validation, test: `Examples` (validation may be None with `validation_split=0`).
+        class_names: list of str, the name of each class (for a binary task `[negative, positive]`).
+        task: `"multiclass"` or `"binary"`: the head the dataset trains.
+        output_name: str, the name of the model's output (`"answer"`, `"match"`).
+        image_shape: `(height, width, channels)` of the images.
+        sequence_length: int, token ids per text that covers the longest text.
+        description: one paragraph on what the dataset is (and is not).
+        extra_metrics: None or `fn(model, preprocessor, batch_size) -> dict` of further test
+            metrics (Fashion-MNIST's 10-way caption ranking).
+    """
+
+    name: str
+    train: Examples
+    validation: Optional[Examples]
+    test: Examples
+    class_names: list
+    task: str
+    output_name: str
+    image_shape: tuple
+    sequence_length: int
+    description: str = ""
+    extra_metrics: Optional[Callable] = None
+
+    def __repr__(self):
+        sizes = ", ".join(
+            f"{split}={len(getattr(self, split))}" for split in ("train", "validation", "test") if getattr(self, split)
+        )
+        return f"<DatasetSplits {self.name!r}: {self.task}, {len(self.class_names)} classes, {sizes}>"
+
+    def head_spec(self):
+        """The `head` argument of `build_model` for this task."""
+        if self.task == "binary":
+            return {"kind": "binary", "name": self.output_name}
+        return {"kind": "multiclass", "num_classes": len(self.class_names), "name": self.output_name}
+
+
+_DATASETS = {}
+
+
+def register_dataset(name, loader, description):
+    """Register `loader(validation_split=..., seed=..., limit=..., verbose=...) -> DatasetSplits`."""
+    if name in _DATASETS:
+        raise ValueError(f"`name` is already a registered dataset. Received: name={name!r}")
+    _DATASETS[name] = (loader, description)
+    return loader
+
+
+def list_datasets():
+    """Sorted names of the built-in datasets.
+
+    Example:
+
+    >>> list_datasets()
+    ['easy_vqa', 'easy_vqa_yes_no', 'fashion_mnist_captions']
+    """
+    return sorted(_DATASETS)
+
+
+def dataset_description(name):
+    """One line on the dataset `name`."""
+    check_one_of("dataset", name, _DATASETS)
+    return _DATASETS[name][1]
+
+
+def load_dataset(name="easy_vqa", *, validation_split=0.1, seed=0, limit=None, verbose=True):
+    """Load a built-in dataset, offline, split into train / validation / test `Examples`.
+
+    Args:
+        name: one of `list_datasets()`. Defaults to `"easy_vqa"`.
+        validation_split: float in [0, 1): the share of the official training split held out
+            for validation, drawn with `seed` (by image, so no validation image is trained on).
+            The official test split is never touched. Defaults to `0.1`.
+        seed: int, the seed of the validation draw (and of generated pairings). Defaults to `0`.
+        limit: int or None: at most this many examples per split (for quick runs and tests).
+            Defaults to `None` (everything).
+        verbose: bool, a progress bar while decoding images. Defaults to `True`.
+
+    Returns:
+        A `DatasetSplits`.
+
+    Example:
+
+    >>> splits = load_dataset("easy_vqa_yes_no", limit=100)
+    >>> splits.class_names
+    ['no', 'yes']
+    """
+    check_one_of("dataset", name, _DATASETS)
+    check_fraction("validation_split", validation_split)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"`seed` must be an integer. Received: seed={seed!r}")
+    check_positive_int("limit", limit, allow_none=True)
+    loader, _ = _DATASETS[name]
+    return loader(validation_split=validation_split, seed=int(seed), limit=limit, verbose=verbose)
+
+
+def split_by_group(groups, validation_split, seed):
+    """Indices `(train, validation)` that keep each group (e.g. an image) on one side.
+
+    `validation_split` of the distinct groups, drawn with `seed`, go to validation.
+
+    Example:
+
+    >>> train, val = split_by_group(np.array([0, 0, 1, 1, 2, 2, 3, 3, 4, 4]), 0.2, seed=0)
+    >>> len(train), len(val)
+    (8, 2)
+    """
+    groups = np.asarray(groups)
+    distinct = np.unique(groups)
+    rng = np.random.default_rng(seed)
+    count = int(round(len(distinct) * validation_split))
+    if validation_split and count == 0 and len(distinct) > 1:
+        count = 1
+    held = rng.choice(distinct, size=count, replace=False) if count else np.array([], groups.dtype)
+    mask = np.isin(groups, held)
+    return np.flatnonzero(~mask), np.flatnonzero(mask)

@@ -1,0 +1,584 @@
+"""Input pipelines: raw images and texts -> `tf.data` batches of `{"image", "text"}` and labels.
+
+Images come in one of three forms, recognised from what is passed:
+
+- **arrays**: a numpy array `(n, height, width, channels)` (or `(n, height, width)` for grey),
+  uint8 in [0, 255] or floats in [0, 1];
+- **file paths**: a sequence of `str` / `os.PathLike` naming PNG, JPEG, GIF or BMP files;
+- **encoded bytes**: a sequence of `bytes`, each one encoded image.
+
+Texts are raw strings (a list of `str`, a numpy `str` or object array) or token ids (an int array
+`(n, sequence_length)`). Raw strings become token ids through the `Preprocessor`'s vocabulary.
+
+Everything is checked before a single batch is made: `Examples` raises a `ValueError` naming the
+argument for a missing file, undecodable bytes, different lengths, an empty dataset or a label
+out of range. By default images are decoded once, resized to the model's shape and kept in
+memory as uint8 (`in_memory=True`); batches then gather from that table, scale to [0, 1] and
+prefetch. `in_memory=False` streams instead: files are read and decoded inside the `tf.data`
+pipeline (in parallel) and the decoded images cached (in memory, or in a file you name).
+
+The decoding, resizing and scaling are `mmkeras.preprocessing.decode_image` /
+`images_to_float`, the same functions the exported model runs on raw bytes.
+
+Example:
+
+>>> from mmkeras.preprocessing import Preprocessor, text_vectorizer
+>>> texts = ["is there a circle?", "what color is the shape?"]
+>>> pre = Preprocessor.from_vectorizer(text_vectorizer(texts, sequence_length=8), image_shape=(32, 32, 3))
+>>> images = np.zeros((2, 32, 32, 3), "uint8")
+>>> dataset = make_dataset(images, texts, labels=[1, 0], preprocessor=pre, batch_size=2)
+>>> inputs, labels = next(iter(dataset))
+>>> inputs["image"].shape, inputs["text"].shape
+(TensorShape([2, 32, 32, 3]), TensorShape([2, 8]))
+"""
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mmkeras.preprocessing import as_string_array, decode_image, fit_images, images_to_float
+from mmkeras.validation import check_image_shape, check_positive_int
+
+IMAGE_FORMS = ("arrays", "paths", "bytes")
+
+
+def _received(name, value):
+    text = repr(value)
+    return f"Received: {name}={text if len(text) <= 80 else text[:77] + '...'}"
+
+
+def image_form(images, name="images"):
+    """Which form `images` are in: `"arrays"`, `"paths"` or `"bytes"` (see the module doc).
+
+    Example:
+
+    >>> image_form(["a.png", "b.jpg"]), image_form([b"\\x89PNG..."]), image_form(np.zeros((1, 8, 8, 3)))
+    ('paths', 'bytes', 'arrays')
+    """
+    if isinstance(images, (str, bytes, os.PathLike)):
+        raise ValueError(
+            f"`{name}` must be a sequence of images (an array, file paths or encoded bytes), not one "
+            f"item: wrap a single image in a list. {_received(name, images)}"
+        )
+    if isinstance(images, tf.Tensor):
+        images = images.numpy()
+    if isinstance(images, np.ndarray) and images.dtype != object and images.dtype.kind not in "SU":
+        if images.dtype.kind in "uif" and images.ndim in (3, 4):
+            return "arrays"
+        raise ValueError(
+            f"`{name}` given as an array must be numeric with shape (n, height, width, channels). "
+            f"Received: {name} of dtype {images.dtype} and shape {images.shape}"
+        )
+    try:
+        items = list(images)
+    except TypeError:
+        raise ValueError(
+            f"`{name}` must be an image array, a sequence of file paths or a sequence of encoded bytes. "
+            f"{_received(name, images)}"
+        ) from None
+    if items and all(isinstance(i, (bytes, np.bytes_)) for i in items):
+        return "bytes"
+    if items and all(isinstance(i, (str, np.str_, os.PathLike)) for i in items):
+        return "paths"
+    if items and all(isinstance(i, np.ndarray) and i.ndim in (2, 3) for i in items):
+        return "arrays"
+    if not items:
+        return "arrays"
+    kinds = sorted({type(i).__name__ for i in items})
+    raise ValueError(
+        f"`{name}` must be all file paths (str), all encoded images (bytes) or an image array. "
+        f"Received: {name} holding items of type {kinds}"
+    )
+
+
+def _decode_all(items, image_shape, name, read_files, verbose):
+    """Decode encoded images (or files) once into a table `(n, *image_shape)`.
+
+    The table is uint8 when every image already has `image_shape` (nothing to resize: scaling per
+    batch then gives exactly `decode_image`'s floats), float32 from `decode_image` otherwise.
+    """
+    height, width, channels = image_shape
+    if read_files:  # every path first: a missing file is reported before minutes of decoding
+        for i, item in enumerate(items):
+            if not os.path.isfile(os.fspath(item)):
+                raise ValueError(
+                    f"`{name}` must name existing image files. Received: {name}[{i}]={os.fspath(item)!r} "
+                    "(no such file)"
+                )
+    progress = None
+    if verbose and len(items) >= 1000:
+        print(f"Decoding {len(items):,} images to {'x'.join(map(str, image_shape))}:")
+        progress = keras.utils.Progbar(len(items), unit_name="image")
+    decoded, resize = [], False
+    for i, item in enumerate(items):
+        if read_files:
+            with open(os.fspath(item), "rb") as f:
+                data = f.read()
+            where = f"{name}[{i}]={os.fspath(item)!r}"
+        else:
+            data = bytes(item)
+            where = f"{name}[{i}] ({len(data)} bytes)"
+        try:
+            image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+        except (tf.errors.InvalidArgumentError, ValueError) as error:
+            reason = str(getattr(error, "message", error)).strip().splitlines()[-1]
+            raise ValueError(
+                f"`{name}` must be encoded PNG, JPEG, GIF or BMP images. Received: {where}, which "
+                f"cannot be decoded ({reason})"
+            ) from None
+        same_size = tuple(image.shape[:2]) == (height, width)
+        resize = resize or not same_size
+        decoded.append((None if same_size else data, image.numpy()))
+        if progress is not None and (i + 1) % 250 == 0 and i + 1 < len(items):
+            progress.update(i + 1)
+    if progress is not None:
+        progress.update(len(items), finalize=True)
+    if not resize:
+        return np.stack([image for _, image in decoded])
+    # Some images need resizing: decode_image (decode, scale, resize) gives the float32 table.
+    return np.stack(
+        [decode_image(data, image_shape).numpy() if data is not None else image.astype("float32") / np.float32(255.0)
+         for data, image in decoded]
+    )
+
+
+def _check_labels(labels, n, class_names, head):
+    if labels is None:
+        return None
+    if head is not None:
+        labels = head.check_labels(labels)
+    labels = np.asarray(labels)
+    if labels.ndim == 0 or labels.dtype.kind not in "uifb":
+        raise ValueError(
+            "`labels` must be a numeric array with one label per example. "
+            f"Received: labels of dtype {labels.dtype} and shape {labels.shape}"
+        )
+    if len(labels) != n:
+        raise ValueError(f"`labels` must have one label per example ({n}). Received: {len(labels)} labels")
+    if labels.dtype.kind == "f" and not np.all(np.isfinite(labels)):
+        raise ValueError("`labels` must be finite. Received: labels containing NaN or inf")
+    if class_names is not None and labels.ndim == 1:
+        k = len(class_names)
+        if labels.size and (np.any(labels != np.round(labels)) or labels.min() < 0 or labels.max() >= k):
+            raise ValueError(
+                f"`labels` must be class indices in [0, {k}) for the {k} `class_names`. "
+                f"Received: labels from {labels.min()} to {labels.max()}"
+            )
+    if labels.dtype.kind in "uib":
+        return labels.astype("int32")
+    return labels.astype("float32")
+
+
+class Examples:
+    """Checked, decoded examples held in memory: the source of every mmkeras pipeline.
+
+    Images are kept once in a table; `image_index` says which image each example shows, so a
+    dataset with many questions per image (easy-VQA has about 10) decodes and stores each image
+    once.
+
+    Args:
+        images: an image array, a sequence of file paths or a sequence of encoded bytes (see the
+            module doc); one per example, or one per distinct image with `image_index`. `None`
+            for a text-only dataset.
+        texts: raw strings (list of str, numpy `str` or object array) or int token ids
+            `(n, sequence_length)`; `None` for an image-only dataset.
+        labels: numeric array `(n,)` or `(n, k)`, or `None` (prediction).
+        image_shape: `(height, width, channels)` the model takes; images are decoded to it.
+            Defaults to the shape of array images (required for paths and bytes).
+        image_index: int array `(n,)` of positions in `images`, or `None` (example i shows
+            image i). Defaults to `None`.
+        class_names: list of str or None: with it, labels must be class indices below
+            `len(class_names)`.
+        head: a `mmkeras.heads` head or None: with it, labels are checked by `head.check_labels`.
+        verbose: bool, a progress bar while decoding many images. Defaults to `True`.
+
+    Raises:
+        ValueError: for a missing file, undecodable bytes, mismatched lengths, an empty dataset,
+            or labels the head cannot train on, before anything is built.
+
+    Example:
+
+    >>> examples = Examples(np.zeros((2, 8, 8, 3), "uint8"), ["is it red?", "is it blue?", "what shape?"],
+    ...                     labels=[1, 0, 2], image_index=[0, 0, 1], class_names=["no", "yes", "circle"])
+    >>> len(examples), examples.image_shape
+    (3, (8, 8, 3))
+    """
+
+    def __init__(
+        self,
+        images,
+        texts,
+        labels=None,
+        *,
+        image_shape=None,
+        image_index=None,
+        class_names=None,
+        head=None,
+        verbose=True,
+    ):
+        if images is None and texts is None:
+            raise ValueError("Examples need `images`, `texts` or both. Received: images=None, texts=None")
+        self.class_names = None if class_names is None else [str(c) for c in class_names]
+
+        # Texts.
+        self.texts = self.token_ids = None
+        if texts is not None:
+            if isinstance(texts, tf.Tensor):
+                texts = texts.numpy()
+            array = texts if isinstance(texts, np.ndarray) else None
+            if array is not None and array.dtype.kind in "iu":
+                if array.ndim != 2:
+                    raise ValueError(
+                        "`texts` given as token ids must be an int array (n, sequence_length). "
+                        f"Received: texts of shape {array.shape}"
+                    )
+                self.token_ids = array.astype("int32")
+            else:
+                self.texts = as_string_array(texts, "texts")
+        n_texts = None if texts is None else len(self.texts if self.texts is not None else self.token_ids)
+
+        # Images.
+        self.images = None
+        self.image_index = None
+        if images is not None:
+            if isinstance(images, tf.Tensor):
+                images = images.numpy()
+            form = image_form(images)
+            if image_shape is None:
+                if form != "arrays":
+                    raise ValueError(
+                        f"`image_shape` must be given to decode images from {form}. Received: image_shape=None"
+                    )
+                if len(images) == 0:
+                    raise ValueError("`images` must hold at least one example. Received: an empty dataset")
+                if isinstance(images, np.ndarray):
+                    shape = tuple(images.shape[1:])
+                else:
+                    shape = tuple(np.asarray(images[0]).shape)
+                image_shape = shape if len(shape) == 3 else (*shape, 1)
+            image_shape = check_image_shape("image_shape", image_shape)
+            n_images = len(images)
+            n = n_texts if n_texts is not None else n_images
+            if image_index is not None:
+                image_index = np.asarray(image_index)
+                if image_index.ndim != 1 or image_index.dtype.kind not in "iu":
+                    raise ValueError(
+                        "`image_index` must be a 1-D int array, one image position per example. "
+                        f"Received: image_index of dtype {image_index.dtype} and shape {image_index.shape}"
+                    )
+                if image_index.size and (image_index.min() < 0 or image_index.max() >= n_images):
+                    raise ValueError(
+                        f"`image_index` must hold positions in [0, {n_images}) of `images`. "
+                        f"Received: image_index from {image_index.min()} to {image_index.max()}"
+                    )
+                if n_texts is not None and len(image_index) != n_texts:
+                    raise ValueError(
+                        "`image_index` and `texts` must have the same length (one per example). "
+                        f"Received: {len(image_index)} image positions and {n_texts} texts"
+                    )
+                n = len(image_index)
+            elif n_texts is not None and n_images != n_texts:
+                raise ValueError(
+                    "`images` and `texts` must have the same length (one image per text), or pass "
+                    f"`image_index`. Received: {n_images} images and {n_texts} texts"
+                )
+            if n == 0 or n_images == 0:
+                raise ValueError("`images` must hold at least one example. Received: an empty dataset")
+            if form == "arrays" and not isinstance(images, np.ndarray):  # a list of arrays, maybe of several sizes
+                fitted = [fit_images(np.asarray(im)[None], image_shape)[0] for im in images]
+                if any(f.dtype != np.uint8 for f in fitted):  # some were resized: all float32 in [0, 1]
+                    fitted = [f.astype("float32") / np.float32(255.0) if f.dtype == np.uint8 else f for f in fitted]
+                table = np.stack(fitted)
+            elif form == "arrays":
+                table = fit_images(images, image_shape)
+            else:
+                table = _decode_all(list(images), image_shape, "images", form == "paths", verbose)
+            self.images = table
+            self.image_index = None if image_index is None else image_index.astype("int32")
+            self.image_shape = image_shape
+        else:
+            self.image_shape = None
+            n = n_texts
+        if n == 0:
+            raise ValueError("`texts` must hold at least one example. Received: an empty dataset")
+        self._length = n
+        self.labels = _check_labels(labels, n, self.class_names, head)
+
+    def __len__(self):
+        return self._length
+
+    def __repr__(self):
+        parts = [f"{len(self)} examples"]
+        if self.images is not None:
+            parts.append(f"{len(self.images)} images {self.image_shape} {self.images.dtype}")
+        if self.class_names:
+            parts.append(f"{len(self.class_names)} classes")
+        return f"<Examples: {', '.join(parts)}>"
+
+    def example_images(self, indices=None):
+        """The (uint8 or float) image of each example in `indices` (all by default)."""
+        if self.images is None:
+            return None
+        positions = np.arange(len(self)) if indices is None else np.asarray(indices)
+        if self.image_index is not None:
+            positions = self.image_index[positions]
+        return self.images[positions]
+
+    def subset(self, indices):
+        """The examples at `indices` (sharing this object's image table)."""
+        indices = np.asarray(indices, dtype="int64")
+        if indices.size == 0:
+            raise ValueError("`indices` must select at least one example. Received: an empty selection")
+        new = object.__new__(Examples)
+        new.__dict__.update(self.__dict__)
+        new._length = len(indices)
+        if self.texts is not None:
+            new.texts = self.texts[indices]
+        if self.token_ids is not None:
+            new.token_ids = self.token_ids[indices]
+        if self.labels is not None:
+            new.labels = self.labels[indices]
+        if self.images is not None:
+            new.image_index = (self.image_index[indices] if self.image_index is not None else indices).astype("int32")
+        return new
+
+    def resized(self, image_shape):
+        """These examples with their image table decoded to `image_shape` (once, with `fit_images`).
+
+        Returns `self` when the images already have that shape. `to_dataset` calls this when the
+        preprocessor's image shape differs from the table's, so images are resized once, not
+        every epoch.
+        """
+        image_shape = check_image_shape("image_shape", image_shape)
+        if self.images is None or tuple(self.image_shape) == image_shape:
+            return self
+        new = object.__new__(Examples)
+        new.__dict__.update(self.__dict__)
+        new.images = fit_images(self.images, image_shape)
+        new.image_shape = image_shape
+        return new
+
+    def check_labels(self, head):
+        """Check the labels against a head (`head.check_labels`); raise `ValueError` if unfit."""
+        if self.labels is not None:
+            head.check_labels(self.labels)
+        return self
+
+    def token_ids_for(self, preprocessor):
+        """Token ids `(n, sequence_length)`: raw texts through `preprocessor.texts_to_ids`."""
+        if self.token_ids is not None:
+            if preprocessor is not None and preprocessor.sequence_length not in (None, self.token_ids.shape[1]):
+                raise ValueError(
+                    f"`texts` given as token ids must have {preprocessor.sequence_length} ids per text "
+                    f"for this model. Received: texts of shape {self.token_ids.shape}"
+                )
+            return self.token_ids
+        if self.texts is None:
+            return None
+        if preprocessor is None or preprocessor.vocabulary is None:
+            raise ValueError(
+                "`preprocessor` must have a text vocabulary to turn raw texts into token ids. "
+                f"Received: preprocessor={preprocessor!r}"
+            )
+        ids = [preprocessor.texts_to_ids(self.texts[i : i + 65536]).numpy() for i in range(0, len(self), 65536)]
+        return np.concatenate(ids).astype("int32")
+
+    def to_dataset(
+        self,
+        preprocessor=None,
+        *,
+        batch_size=64,
+        shuffle=False,
+        seed=None,
+        inputs=("image", "text"),
+        raw_text=False,
+        drop_remainder=False,
+        prefetch=True,
+        with_labels=True,
+    ):
+        """A `tf.data.Dataset` of `({"image", "text"}, labels)` batches.
+
+        Args:
+            preprocessor: a `mmkeras.preprocessing.Preprocessor` (its vocabulary tokenizes raw
+                texts); may be None when texts are token ids or absent.
+            batch_size: int, the (global) batch size. Defaults to `64`.
+            shuffle: bool, shuffle the examples each epoch. Defaults to `False`.
+            seed: int or None, the shuffle seed (same seed, same order). Defaults to `None`.
+            inputs: the input names the model takes: a subset of `("image", "text")`.
+            raw_text: bool, give the model raw strings instead of token ids (for a model with a
+                `TextVectorization` layer inside). Defaults to `False`.
+            drop_remainder: bool, drop the last incomplete batch. Defaults to `False`.
+            prefetch: bool, prefetch batches (`tf.data.AUTOTUNE`). Defaults to `True`.
+            with_labels: bool, yield `(inputs, labels)`; `False` yields inputs only.
+        """
+        check_positive_int("batch_size", batch_size)
+        inputs = tuple(inputs)
+        if "image" in inputs and getattr(preprocessor, "image_shape", None) and self.images is not None:
+            source = self.resized(preprocessor.image_shape)
+            if source is not self:
+                return source.to_dataset(
+                    preprocessor, batch_size=batch_size, shuffle=shuffle, seed=seed, inputs=inputs,
+                    raw_text=raw_text, drop_remainder=drop_remainder, prefetch=prefetch, with_labels=with_labels,
+                )
+        columns = {"position": np.arange(len(self), dtype="int32")}
+        if "text" in inputs:
+            if self.texts is None and self.token_ids is None:
+                raise ValueError("The model takes a `text` input but these examples have no texts.")
+            columns["text"] = self.texts.astype(str) if raw_text else self.token_ids_for(preprocessor)
+        if "image" in inputs and self.images is None:
+            raise ValueError("The model takes an `image` input but these examples have no images.")
+        if with_labels:
+            if self.labels is None:
+                raise ValueError("These examples have no `labels` to train or evaluate on.")
+            columns["label"] = self.labels
+        dataset = tf.data.Dataset.from_tensor_slices(columns)
+        if shuffle:
+            dataset = dataset.shuffle(len(self), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+        table = tf.constant(self.images) if "image" in inputs else None
+        index = None if self.image_index is None else tf.constant(self.image_index)
+
+        def assemble(batch):
+            features = {}
+            if "image" in inputs:
+                positions = batch["position"] if index is None else tf.gather(index, batch["position"])
+                features["image"] = images_to_float(tf.gather(table, positions))
+            if "text" in inputs:
+                features["text"] = batch["text"]
+            return (features, batch["label"]) if with_labels else features
+
+        dataset = dataset.map(assemble, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if prefetch:
+            dataset = dataset.prefetch(tf.data.AUTOTUNE)
+        return dataset
+
+
+def make_dataset(
+    images,
+    texts,
+    labels=None,
+    *,
+    preprocessor=None,
+    image_index=None,
+    batch_size=64,
+    shuffle=False,
+    seed=None,
+    in_memory=True,
+    cache=True,
+    prefetch=True,
+    drop_remainder=False,
+    head=None,
+    verbose=True,
+):
+    """Raw images and texts (with labels) -> a batched `tf.data.Dataset` for `fit` / `evaluate`.
+
+    Args:
+        images: an image array `(n, h, w, c)`, a sequence of image file paths, or a sequence of
+            encoded image bytes (or `None` for a text-only model).
+        texts: raw strings (list of str, numpy `str` or object array) or int token ids
+            `(n, sequence_length)` (or `None` for an image-only model).
+        labels: numeric array `(n,)` or None (inputs only, for `predict`).
+        preprocessor: a `mmkeras.preprocessing.Preprocessor`: its `image_shape` is the shape
+            images are decoded and resized to, its vocabulary tokenizes raw texts.
+        image_index: int array `(n,)` of positions in `images` when several examples share an
+            image, or None. Defaults to `None`.
+        batch_size: int. Defaults to `64`.
+        shuffle: bool, reshuffle each epoch. Defaults to `False`.
+        seed: int or None, the shuffle seed. Defaults to `None`.
+        in_memory: bool. `True` decodes and checks every image up front and keeps them in memory
+            (fastest, and every error is raised before training). `False` streams: files and
+            bytes are decoded inside the pipeline, in parallel; missing files are still caught
+            up front, but a corrupt file only fails when it is read. Defaults to `True`.
+        cache: bool or str, for `in_memory=False`: cache decoded images in memory (`True`) or in
+            the file named (a str). Defaults to `True`.
+        prefetch: bool. Defaults to `True`.
+        drop_remainder: bool. Defaults to `False`.
+        head: a `mmkeras.heads` head to check the labels with, or None.
+        verbose: bool, a progress bar while decoding many images. Defaults to `True`.
+
+    Returns:
+        A `tf.data.Dataset` of `({"image": float32 (b, h, w, c), "text": int32 (b, L)}, labels)`.
+
+    Example:
+
+    >>> dataset = make_dataset(["cat.png", "dog.jpg"], ["a cat", "a dog"], [1, 0], preprocessor=pre)
+    """
+    image_shape = getattr(preprocessor, "image_shape", None)
+    if in_memory or images is None or image_form(images) == "arrays":
+        examples = Examples(
+            images, texts, labels, image_shape=image_shape, image_index=image_index, head=head, verbose=verbose
+        )
+        wanted = tuple(k for k, v in (("image", images), ("text", texts)) if v is not None)
+        return examples.to_dataset(
+            preprocessor,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            inputs=wanted,
+            drop_remainder=drop_remainder,
+            prefetch=prefetch,
+            with_labels=labels is not None,
+        )
+    return _streaming_dataset(
+        images, texts, labels, preprocessor=preprocessor, image_index=image_index, batch_size=batch_size,
+        shuffle=shuffle, seed=seed, cache=cache, prefetch=prefetch, drop_remainder=drop_remainder, head=head,
+    )
+
+
+def _streaming_dataset(
+    images, texts, labels, *, preprocessor, image_index, batch_size, shuffle, seed, cache, prefetch, drop_remainder, head
+):
+    """`make_dataset(in_memory=False)`: decode inside the pipeline, cache, shuffle, batch."""
+    check_positive_int("batch_size", batch_size)
+    if image_index is not None:
+        raise ValueError(
+            "`image_index` needs `in_memory=True` (examples sharing images gather from the decoded "
+            "table). Received: image_index with in_memory=False"
+        )
+    if preprocessor is None or preprocessor.image_shape is None:
+        raise ValueError(
+            "`preprocessor` must have an `image_shape` to decode images. "
+            f"Received: preprocessor={preprocessor!r}"
+        )
+    form = image_form(images)
+    items = [os.fspath(i) for i in images] if form == "paths" else [bytes(i) for i in images]
+    if not items:
+        raise ValueError("`images` must hold at least one example. Received: an empty dataset")
+    if form == "paths":
+        for i, path in enumerate(items):
+            if not os.path.isfile(path):
+                raise ValueError(
+                    f"`images` must name existing image files. Received: images[{i}]={path!r} (no such file)"
+                )
+    # Texts, lengths and labels are checked by Examples (with a 1x1 stand-in image table).
+    stand_in = np.zeros((len(items), 1, 1, preprocessor.image_shape[-1]), "uint8")
+    examples = Examples(stand_in, texts, labels, head=head, verbose=False)
+
+    image_shape = preprocessor.image_shape
+    decoded = tf.data.Dataset.from_tensor_slices(items)
+    if form == "paths":
+        decoded = decoded.map(tf.io.read_file, num_parallel_calls=tf.data.AUTOTUNE)
+    decoded = decoded.map(lambda b: decode_image(b, image_shape), num_parallel_calls=tf.data.AUTOTUNE)
+    if cache is not False:
+        decoded = decoded.cache("" if cache is True else os.fspath(cache))
+    columns = {}
+    if texts is not None:
+        columns["text"] = examples.token_ids_for(preprocessor)
+    if labels is not None:
+        columns["label"] = examples.labels
+    dataset = tf.data.Dataset.zip((decoded, tf.data.Dataset.from_tensor_slices(columns)))
+    if shuffle:
+        dataset = dataset.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
+
+    def assemble(image, row):
+        features = {"image": image}
+        if "text" in row:
+            features["text"] = row["text"]
+        return (features, row["label"]) if "label" in row else features
+
+    dataset = dataset.map(assemble).batch(batch_size, drop_remainder=drop_remainder)
+    if prefetch:
+        dataset = dataset.prefetch(tf.data.AUTOTUNE)
+    return dataset
