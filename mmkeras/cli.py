@@ -6,10 +6,7 @@ adds sets `func`, the function that runs the subcommand and returns an exit code
 
 import argparse
 import importlib
-import os
 import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the terminal
 
 SUBCOMMAND_MODULES = (
     "mmkeras.commands.list_models",

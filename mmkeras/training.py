@@ -415,34 +415,19 @@ def train(
             f"{batch_size}, precision {policy}, {tf_strategy.num_replicas_in_sync} replica(s)."
         )
     fit_started = time.perf_counter()
-    if custom_loop:
-        history = distribute.fit_custom_loop(
-            net,
-            train_data,
-            epochs=epochs,
-            validation_data=val_data,
-            backup_dir=backup_dir,
-            steps_per_epoch=steps_per_epoch,
-            verbose=verbose,
-        )
-    else:
-        callbacks = [keras.callbacks.BackupAndRestore(backup_dir)] if backup_dir else []
-        history = net.fit(
-            train_data,
-            epochs=epochs,
-            steps_per_epoch=steps_per_epoch,
-            validation_data=val_data,
-            callbacks=callbacks,
-            shuffle=False,  # the pipeline shuffles, seeded
-            verbose=1 if verbose else 0,
-        ).history
+    # model.fit (with BackupAndRestore), or the tf.distribute loop where fit cannot run.
+    history = distribute.fit(
+        net,
+        train_data,
+        epochs=epochs,
+        validation_data=val_data,
+        backup_dir=backup_dir,
+        steps_per_epoch=steps_per_epoch,
+        verbose=1 if verbose else 0,
+    )
     train_seconds = time.perf_counter() - fit_started
     history = {k: [float(v) for v in values] for k, values in dict(history).items()}
-
-    if custom_loop:
-        test = distribute.evaluate(net, test_data)
-    else:
-        test = net.evaluate(test_data, verbose=0, return_dict=True)
+    test = distribute.evaluate(net, test_data)
     test = {k: float(v) for k, v in test.items()}
     extra = {}
     if splits.extra_metrics is not None and not custom_loop:
