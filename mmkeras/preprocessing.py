@@ -7,6 +7,10 @@ String and image-decoding ops are TensorFlow ops: these run on the TensorFlow ba
 `tf.data` pipelines and exported graphs) whatever Keras backend trains the model.
 """
 
+import json
+import os
+import tempfile
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -292,17 +296,17 @@ class Preprocessor:
 
     def save(self, path):
         """Write the config as JSON to `path` (atomically: a temporary file, then a rename)."""
-        import json
-        import os
-
-        tmp = f"{path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.get_config(), f)
-        os.replace(tmp, path)
+        path = os.fspath(path)
+        fd, tmp = tempfile.mkstemp(prefix=".preprocessor-", suffix=".json", dir=os.path.dirname(path) or ".")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self.get_config(), f)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
 
     @classmethod
     def load(cls, path):
-        import json
-
         with open(path, encoding="utf-8") as f:
             return cls.from_config(json.load(f))
