@@ -136,12 +136,6 @@ def _check_output(output):
     return output
 
 
-def _check_int(name, value, allow_none=True):
-    if value is None and allow_none:
-        return None
-    return check_positive_int(name, value)
-
-
 def _model_inputs(model):
     return [name for name in ("image", "text") if isinstance(model.input, dict) and name in model.input]
 
@@ -321,10 +315,10 @@ def train(
     # Arguments first: nothing is loaded, built or written before they are all checked.
     check_one_of("model", model, list_models())
     check_one_of("precision", precision, PRECISIONS)
-    epochs = _check_int("epochs", epochs)
-    batch_size = _check_int("batch_size", batch_size)
-    max_steps = _check_int("max_steps", max_steps)
-    limit = _check_int("limit", limit)
+    epochs = check_positive_int("epochs", epochs, allow_none=True)
+    batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
+    max_steps = check_positive_int("max_steps", max_steps, allow_none=True)
+    limit = check_positive_int("limit", limit, allow_none=True)
     if learning_rate is not None and (
         isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not learning_rate > 0
     ):
@@ -561,7 +555,7 @@ def evaluate(model, dataset=None, *, split="test", batch_size=256, limit=None, v
     """
     check_one_of("split", split, ("test", "validation"))
     check_positive_int("batch_size", batch_size)
-    _check_int("limit", limit)
+    check_positive_int("limit", limit, allow_none=True)
     info = _run_info(model) if isinstance(model, (str, os.PathLike)) else {}
     net, preprocessor = load_run(model)
     dataset = dataset or info.get("dataset")

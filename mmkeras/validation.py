@@ -8,8 +8,10 @@ import difflib
 import inspect
 
 
-def _received(name, value):
-    return f"Received: {name}={value!r}"
+def received(name, value):
+    """`Received: name=value`, with a long value's repr cut to 80 characters."""
+    text = repr(value)
+    return f"Received: {name}={text if len(text) <= 80 else text[:77] + '...'}"
 
 
 def check_one_of(name, value, choices):
@@ -30,7 +32,7 @@ def check_one_of(name, value, choices):
         close = difflib.get_close_matches(value, [str(c) for c in choices], n=3, cutoff=0.5)
         if close:
             hint = " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
-    raise ValueError(f"`{name}` must be one of {sorted(choices, key=str)}{hint}. {_received(name, value)}")
+    raise ValueError(f"`{name}` must be one of {sorted(choices, key=str)}{hint}. {received(name, value)}")
 
 
 def check_positive_int(name, value, allow_none=False):
@@ -38,7 +40,7 @@ def check_positive_int(name, value, allow_none=False):
     if value is None and allow_none:
         return value
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive integer. {_received(name, value)}")
+        raise ValueError(f"`{name}` must be a positive integer. {received(name, value)}")
     return value
 
 
@@ -57,7 +59,7 @@ def check_int_tuple(name, value, allow_empty=True):
     ):
         raise ValueError(
             f"`{name}` must be a positive integer or a sequence of positive integers. "
-            f"{_received(name, value)}"
+            f"{received(name, value)}"
         )
     return items
 
@@ -73,7 +75,7 @@ def check_image_shape(name, value):
     ):
         raise ValueError(
             f"`{name}` must be a tuple (height, width, channels) of 3 positive integers. "
-            f"{_received(name, value)}"
+            f"{received(name, value)}"
         )
     return shape
 
@@ -81,13 +83,13 @@ def check_image_shape(name, value):
 def check_fraction(name, value):
     """Check a rate in [0, 1)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"`{name}` must be a number in [0, 1). {_received(name, value)}")
+        raise ValueError(f"`{name}` must be a number in [0, 1). {received(name, value)}")
     return float(value)
 
 
 def check_callable_or_none(name, value, what):
     if value is not None and not callable(value):
-        raise ValueError(f"`{name}` must be {what}. {_received(name, value)}")
+        raise ValueError(f"`{name}` must be {what}. {received(name, value)}")
     return value
 
 

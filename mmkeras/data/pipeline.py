@@ -39,14 +39,9 @@ import numpy as np
 import tensorflow as tf
 
 from mmkeras.preprocessing import as_string_array, decode_image, fit_images, images_to_float
-from mmkeras.validation import check_image_shape, check_positive_int
+from mmkeras.validation import check_image_shape, check_positive_int, received
 
 IMAGE_FORMS = ("arrays", "paths", "bytes")
-
-
-def _received(name, value):
-    text = repr(value)
-    return f"Received: {name}={text if len(text) <= 80 else text[:77] + '...'}"
 
 
 def image_form(images, name="images"):
@@ -60,7 +55,7 @@ def image_form(images, name="images"):
     if isinstance(images, (str, bytes, os.PathLike)):
         raise ValueError(
             f"`{name}` must be a sequence of images (an array, file paths or encoded bytes), not one "
-            f"item: wrap a single image in a list. {_received(name, images)}"
+            f"item: wrap a single image in a list. {received(name, images)}"
         )
     if isinstance(images, tf.Tensor):
         images = images.numpy()
@@ -76,7 +71,7 @@ def image_form(images, name="images"):
     except TypeError:
         raise ValueError(
             f"`{name}` must be an image array, a sequence of file paths or a sequence of encoded bytes. "
-            f"{_received(name, images)}"
+            f"{received(name, images)}"
         ) from None
     if items and all(isinstance(i, (bytes, np.bytes_)) for i in items):
         return "bytes"
