@@ -1,15 +1,19 @@
 """mmkeras: a Keras 3 zoo of multimodal (image + text) models.
 
+Every model is a task (`mmkeras.tasks`): a `keras.Model` that carries its head, its preprocessor
+and its serving endpoints.
+
 Example:
 
 >>> import mmkeras
 >>> mmkeras.list_models("s*")
 ['s0', 's0_product', 's0_weighted_sum', 's1', 's2', 's3', 's4', 's4_multitask']
 >>> model = mmkeras.get_model("s1", image_shape=(32, 32, 3))
->>> model.input  # {'image': <KerasTensor ...>, 'text': <KerasTensor ...>}
+>>> sorted(model.input), model.head.kind
+(['image', 'text'], 'binary')
 """
 
-from mmkeras import data, encoders, fusion, heads, precision, preprocessing
+from mmkeras import data, encoders, fusion, heads, precision, preprocessing, tasks
 from mmkeras.builder import build_model
 from mmkeras.export import export_model, load
 from mmkeras.models import documents, fusion_recipes, vqa  # noqa: F401  (registers the zoo)
@@ -42,6 +46,7 @@ __all__ = [
     "predict",
     "preprocessing",
     "register_model",
+    "tasks",
     "train",
     "unregister_model",
 ]

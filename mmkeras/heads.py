@@ -1,8 +1,12 @@
-"""Heads: the output layers of a model, each with its default loss and metrics.
+"""Heads: the output layers of a model, with their loss, metrics and post-processing.
 
 A head turns the fused features into one named output (the output layer carries the head's
-`name`), knows how to compile for it, and checks labels before training starts. Output layers
-always compute in float32, so mixed-precision models still give float32 probabilities.
+`name`), knows how to compile for it, checks labels before training starts, and turns its
+outputs into answers: `postprocess` in Python (class names and probabilities, per-label
+probabilities, values) and `serving_outputs` inside an exported graph. A task asks its head what
+its outputs mean; nothing reads activations or loss names back. Output layers always compute in
+float32, so mixed-precision models still give float32 probabilities. `get_config()` is the spec
+that `get_head` takes back.
 
 Example:
 
@@ -25,14 +29,67 @@ class Head:
         units: int, the output width.
     """
 
+    kind = None
     activation = None
     loss = None
+    from_logits = False
 
     def __init__(self, name="label", units=1):
         if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(f"`name` must be a Python identifier, the output's name. Received: name={name!r}")
         self.name = name
         self.units = check_positive_int("units", units)
+
+    def get_config(self):
+        """The head's spec, `{"kind": ..., **arguments}`: `get_head(head.get_config())` rebuilds it."""
+        return {"kind": self.kind, "name": self.name}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "kind")
+        return f"{type(self).__name__}({args})"
+
+    # What the outputs mean.
+
+    @property
+    def num_class_names(self):
+        """How many class names this head takes (None: it has no classes)."""
+        return None
+
+    def check_class_names(self, class_names):
+        """`class_names` as a list of str, checked against this head; None stays None."""
+        if class_names is None:
+            return None
+        expected = self.num_class_names
+        if expected is None:
+            raise ValueError(
+                f"`class_names` cannot be given for {type(self).__name__} {self.name!r}: its outputs are "
+                f"values, not classes. Received: class_names={class_names!r}"
+            )
+        if isinstance(class_names, str) or not hasattr(class_names, "__len__"):
+            raise ValueError(f"`class_names` must be a list of strings. Received: class_names={class_names!r}")
+        names = [str(c) for c in class_names]
+        if len(names) != expected:
+            raise ValueError(
+                f"`class_names` for output {self.name!r} ({type(self).__name__}, {self.units} unit(s)) must "
+                f"hold {expected} names{' (negative first, then positive)' if self.kind == 'binary' else ''}. "
+                f"Received: {len(names)} names {names[:20]!r}"
+            )
+        return names
+
+    def _names(self, class_names):
+        return class_names or [str(i) for i in range(self.num_class_names)]
+
+    def probabilities(self, values):
+        """The head's outputs as probabilities (numpy), or the values for a regression head."""
+        return np.asarray(values, dtype="float64")
+
+    def postprocess(self, values, class_names=None, top_k=3):
+        """Outputs `(batch, units)` -> one answer dict per example (see each head)."""
+        raise NotImplementedError
+
+    def serving_outputs(self, value, class_names=None):
+        """Named output tensors of an exported graph: `{name: value, ...}` (TensorFlow ops)."""
+        return {self.name: value}
 
     def __call__(self, features):
         return keras.layers.Dense(self.units, activation=self.activation, dtype="float32", name=self.name)(
@@ -81,15 +138,51 @@ class BinaryHead(Head):
             the sigmoid itself; accuracy thresholds the logit at 0). Defaults to `False`.
     """
 
+    kind = "binary"
+
     def __init__(self, name="label", from_logits=False):
         super().__init__(name=name, units=1)
+        if not isinstance(from_logits, bool):
+            raise ValueError(f"`from_logits` must be True or False. Received: from_logits={from_logits!r}")
         self.from_logits = from_logits
         self.activation = None if from_logits else "sigmoid"
         self.loss = keras.losses.BinaryCrossentropy(from_logits=True) if from_logits else "binary_crossentropy"
 
+    def get_config(self):
+        return {**super().get_config(), "from_logits": self.from_logits}
+
     def metrics(self):
         threshold = 0.0 if self.from_logits else 0.5
         return [keras.metrics.BinaryAccuracy(threshold=threshold, name="accuracy")]
+
+    @property
+    def num_class_names(self):
+        return 2
+
+    def probabilities(self, values):
+        values = np.asarray(values, dtype="float64")
+        return 1.0 / (1.0 + np.exp(-values)) if self.from_logits else values
+
+    def postprocess(self, values, class_names=None, top_k=3):
+        """One dict per example: `answer` (the class name, positive when p >= 0.5), its
+        `probability`, and `top`: both classes with their probabilities, most likely first."""
+        names = self._names(class_names)
+        answers = []
+        for p in self.probabilities(values).reshape(len(values), -1)[:, 0]:
+            top = sorted([(names[1], float(p)), (names[0], float(1 - p))], key=lambda t: -t[1])
+            answers.append({"answer": top[0][0], "probability": top[0][1], "top": top[:top_k]})
+        return answers
+
+    def serving_outputs(self, value, class_names=None):
+        import tensorflow as tf
+
+        outputs = {self.name: value}
+        probability = tf.sigmoid(value) if self.from_logits else value
+        if self.from_logits:
+            outputs[f"{self.name}_probability"] = probability
+        index = tf.cast(probability[:, 0] >= 0.5, tf.int32)
+        outputs[f"{self.name}_class"] = tf.gather(tf.constant(self._names(class_names)), index)
+        return outputs
 
     def check_labels(self, labels):
         labels = super().check_labels(labels)
@@ -110,6 +203,7 @@ class MulticlassHead(Head):
         name: str, the output's name. Defaults to `"label"`.
     """
 
+    kind = "multiclass"
     activation = "softmax"
     loss = "sparse_categorical_crossentropy"
 
@@ -122,6 +216,30 @@ class MulticlassHead(Head):
             )
         super().__init__(name=name, units=num_classes)
         self.num_classes = num_classes
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes}
+
+    @property
+    def num_class_names(self):
+        return self.num_classes
+
+    def postprocess(self, values, class_names=None, top_k=3):
+        """One dict per example: `answer` (the most likely class name), its `probability`, and
+        `top`: the `top_k` most likely `(class name, probability)`, most likely first."""
+        names = self._names(class_names)
+        answers = []
+        for row in self.probabilities(values):
+            order = np.argsort(-row, kind="stable")[:top_k]
+            top = [(names[i], float(row[i])) for i in order]
+            answers.append({"answer": top[0][0], "probability": top[0][1], "top": top})
+        return answers
+
+    def serving_outputs(self, value, class_names=None):
+        import tensorflow as tf
+
+        index = tf.argmax(value, axis=-1, output_type=tf.int32)
+        return {self.name: value, f"{self.name}_class": tf.gather(tf.constant(self._names(class_names)), index)}
 
     def check_labels(self, labels):
         labels = super().check_labels(labels)
@@ -148,18 +266,49 @@ class MultilabelHead(Head):
     Args:
         num_labels: int.
         name: str, the output's name. Defaults to `"labels"`.
+        threshold: float in (0, 1), the probability from which a label is on (post-processing
+            and the accuracy metric). Defaults to `0.5`.
     """
 
+    kind = "multilabel"
     activation = "sigmoid"
     loss = "binary_crossentropy"
 
-    def __init__(self, num_labels, name="labels"):
+    def __init__(self, num_labels, name="labels", threshold=0.5):
         super().__init__(name=name, units=check_positive_int("num_labels", num_labels))
         self.num_labels = num_labels
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+            raise ValueError(f"`threshold` must be a number in (0, 1). Received: threshold={threshold!r}")
+        self.threshold = float(threshold)
+
+    def get_config(self):
+        return {**super().get_config(), "num_labels": self.num_labels, "threshold": self.threshold}
+
+    @property
+    def num_class_names(self):
+        return self.num_labels
+
+    def postprocess(self, values, class_names=None, top_k=3):
+        """One dict per example: `answer` (the names of the labels whose probability reaches
+        `threshold`, most likely first) and `probabilities` (`{label name: probability}`)."""
+        names = self._names(class_names)
+        answers = []
+        for row in self.probabilities(values):
+            order = np.argsort(-row, kind="stable")
+            answers.append({
+                "answer": [names[i] for i in order if row[i] >= self.threshold],
+                "probabilities": {names[i]: float(row[i]) for i in range(len(names))},
+            })
+        return answers
+
+    def serving_outputs(self, value, class_names=None):
+        import tensorflow as tf
+
+        return {self.name: value, f"{self.name}_on": tf.cast(value >= self.threshold, tf.int32)}
 
     def metrics(self):
         return [
-            keras.metrics.BinaryAccuracy(name="accuracy"),
+            keras.metrics.BinaryAccuracy(threshold=self.threshold, name="accuracy"),
             keras.metrics.AUC(multi_label=True, num_labels=self.num_labels, name="auc"),
         ]
 
@@ -179,10 +328,20 @@ class RegressionHead(Head):
         name: str, the output's name. Defaults to `"value"`.
     """
 
+    kind = "regression"
     loss = "mean_squared_error"
 
     def __init__(self, units=1, name="value"):
         super().__init__(name=name, units=units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+    def postprocess(self, values, class_names=None, top_k=3):
+        """One dict per example: `answer`, the predicted value (a float, or a list of
+        `units` floats)."""
+        values = np.asarray(values, dtype="float64").reshape(len(values), -1)
+        return [{"answer": float(row[0]) if self.units == 1 else [float(v) for v in row]} for row in values]
 
     def metrics(self):
         return [keras.metrics.MeanAbsoluteError(name="mae")]
@@ -229,10 +388,49 @@ class MultiTaskHead:
                 f"Received: loss_weights={loss_weights!r}"
             )
         self.loss_weights = loss_weights
+        self.name = None  # several outputs: no one name
+
+    kind = "multitask"
+
+    def get_config(self):
+        config = {"kind": self.kind, "heads": {name: head.get_config() for name, head in self.heads.items()}}
+        if self.loss_weights:
+            config["loss_weights"] = dict(self.loss_weights)
+        return config
+
+    def __repr__(self):
+        return f"MultiTaskHead({self.heads!r})"
 
     @property
     def output_names(self):
         return list(self.heads)
+
+    def check_class_names(self, class_names):
+        """`{output_name: [names]}` for some of the heads (each checked by its head)."""
+        if class_names is None:
+            return None
+        if not isinstance(class_names, dict) or not set(class_names) <= set(self.heads):
+            raise ValueError(
+                "`class_names` of a multi-task model must be a dict `{output_name: [names]}` over the "
+                f"outputs {sorted(self.heads)}. Received: class_names={class_names!r}"
+            )
+        return {name: self.heads[name].check_class_names(names) for name, names in class_names.items()}
+
+    def postprocess(self, values, class_names=None, top_k=3):
+        """One dict per example: `{output_name: that head's answer dict}`."""
+        class_names = class_names or {}
+        per_head = {
+            name: head.postprocess(values[name], class_names.get(name), top_k) for name, head in self.heads.items()
+        }
+        size = len(next(iter(per_head.values())))
+        return [{name: answers[i] for name, answers in per_head.items()} for i in range(size)]
+
+    def serving_outputs(self, values, class_names=None):
+        class_names = class_names or {}
+        outputs = {}
+        for name, head in self.heads.items():
+            outputs.update(head.serving_outputs(values[name], class_names.get(name)))
+        return outputs
 
     def __call__(self, features):
         return {name: head(features) for name, head in self.heads.items()}

@@ -2,20 +2,22 @@
 
 The same functions turn raw data into model inputs everywhere: `text_vectorizer` maps raw
 strings to token ids (0 is padding, 1 is out-of-vocabulary), `decode_image` turns encoded
-PNG/JPEG bytes into float images in [0, 1], `scale_images` does the same for arrays.
+PNG/JPEG bytes into float images in [0, 1], `fit_images` resizes arrays the same way, and the
+`Preprocessor` (which every task carries, and which is saved inside its `.keras` file) holds the
+image shape, the vocabulary and the class names that tie them to one model.
 String and image-decoding ops are TensorFlow ops: these run on the TensorFlow backend (inside
 `tf.data` pipelines and exported graphs) whatever Keras backend trains the model.
 """
 
 import json
 import os
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from mmkeras.validation import check_image_shape, check_positive_int
+from mmkeras.atomic import atomic_file
+from mmkeras.validation import check_image_shape, check_positive_int, received
 
 STANDARDIZE = "lower_and_strip_punctuation"
 
@@ -172,46 +174,27 @@ def fit_images(images, image_shape, name="images"):
     return x.numpy()
 
 
-def scale_images(images, image_shape=None):
-    """uint8 images in [0, 255] -> float32 in [0, 1]; float images are checked and kept.
-
-    Args:
-        images: array `(n, height, width, channels)` (or `(n, height, width)` for grey).
-        image_shape: optional `(height, width, channels)` the images must have.
-    """
-    images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[..., None]
-    if images.ndim != 4:
-        raise ValueError(
-            f"`images` must have shape (n, height, width, channels). Received: images of shape {images.shape}"
-        )
-    if image_shape is not None and tuple(images.shape[1:]) != tuple(image_shape):
-        raise ValueError(
-            f"`images` must have shape (n, {', '.join(map(str, image_shape))}) for this model. "
-            f"Received: images of shape {images.shape}"
-        )
-    if images.dtype == np.uint8:
-        return images.astype("float32") / 255.0
-    if not np.issubdtype(images.dtype, np.floating):
-        raise ValueError(f"`images` must be uint8 or float. Received: images of dtype {images.dtype}")
-    return images.astype("float32")
-
-
+@keras.saving.register_keras_serializable(package="mmkeras")
 class Preprocessor:
     """Raw data -> model inputs, in one object that training, prediction and export share.
 
-    It holds the image shape, the text vectorizer's vocabulary and the class names, and is
-    saved as JSON beside a model (`save` / `load`), so an exported model decodes and tokenizes
-    exactly as training did.
+    It holds the image shape, the text vocabulary and the class names. Every task carries one
+    (`task.preprocessor`) and saves it inside its `.keras` file (it is part of the task's
+    config), so a loaded model decodes, tokenizes and names its answers exactly as training did.
+    Tokenizing and decoding run in the `tf.data` pipeline (`mmkeras.data`) and inside exported
+    graphs, never in the training step.
 
     Args:
         image_shape: `(height, width, channels)` of the model's image input, or None for a
             text-only model.
-        sequence_length: int, token ids per text, or None for an image-only model.
+        sequence_length: int, token ids per text, or None for an image-only model (or a model
+            that takes raw strings and tokenizes inside its graph).
         vocabulary: list of str, the vectorizer's vocabulary (as
-            `TextVectorization.get_vocabulary()` returns it, padding "" and "[UNK]" first).
-        class_names: list of str or None, the name of each output class.
+            `TextVectorization.get_vocabulary()` returns it, padding "" and "[UNK]" first), or
+            None when no texts are known yet.
+        class_names: the names of the output classes: a list of str for a model with one
+            classification output (binary: negative first), or `{output_name: [names]}`.
+            Defaults to `None` (answers name classes by their index).
         standardize: the text standardization. Defaults to lower-casing and stripping punctuation.
 
     Example:
@@ -219,26 +202,40 @@ class Preprocessor:
     >>> vectorizer = text_vectorizer(["is it red?", "what shape?"], sequence_length=4)
     >>> pre = Preprocessor.from_vectorizer(vectorizer, image_shape=(8, 8, 3), class_names=["no", "yes"])
     >>> pre.texts_to_ids(["is it blue?"]).numpy().tolist()  # 'blue' is out of vocabulary (1)
-    [[..., ..., 1, 0]]
+    [[2, 3, 1, 0]]
+    >>> Preprocessor.from_config(pre.get_config()).class_names
+    ['no', 'yes']
     """
 
     def __init__(self, image_shape=None, sequence_length=None, vocabulary=None, class_names=None, standardize=STANDARDIZE):
         self.image_shape = None if image_shape is None else check_image_shape("image_shape", image_shape)
         self.sequence_length = check_positive_int("sequence_length", sequence_length, allow_none=True)
+        if vocabulary is not None and (isinstance(vocabulary, str) or not hasattr(vocabulary, "__len__")):
+            raise ValueError(f"`vocabulary` must be a list of strings or None. {received('vocabulary', vocabulary)}")
         self.vocabulary = None if vocabulary is None else [str(v) for v in vocabulary]
-        if (self.vocabulary is None) != (self.sequence_length is None):
+        if self.vocabulary is not None and self.sequence_length is None:
             raise ValueError(
-                "`vocabulary` and `sequence_length` must be given together (both None for an "
-                f"image-only model). Received: sequence_length={sequence_length!r}, "
-                f"vocabulary of {None if vocabulary is None else len(vocabulary)} tokens"
+                "`sequence_length` must be given with a `vocabulary` (the number of token ids per text). "
+                f"Received: sequence_length=None, vocabulary of {len(self.vocabulary)} tokens"
             )
-        self.class_names = None if class_names is None else [str(c) for c in class_names]
+        if isinstance(class_names, dict):
+            self.class_names = {str(k): [str(c) for c in v] for k, v in class_names.items()}
+        elif class_names is not None:
+            if isinstance(class_names, str):
+                raise ValueError(f"`class_names` must be a list of strings or a dict of them. {received('class_names', class_names)}")
+            self.class_names = [str(c) for c in class_names]
+        else:
+            self.class_names = None
         self.standardize = standardize
         self._vectorizer = None
 
     @classmethod
     def from_vectorizer(cls, vectorizer, image_shape=None, class_names=None):
         """A Preprocessor from an adapted `TextVectorization` (e.g. `text_vectorizer(texts)`)."""
+        if not isinstance(vectorizer, keras.layers.TextVectorization):
+            raise ValueError(
+                f"`vectorizer` must be a keras.layers.TextVectorization. {received('vectorizer', vectorizer)}"
+            )
         config = vectorizer.get_config()
         return cls(
             image_shape=image_shape,
@@ -246,6 +243,13 @@ class Preprocessor:
             vocabulary=vectorizer.get_vocabulary(),
             class_names=class_names,
             standardize=config["standardize"],
+        )
+
+    def __repr__(self):
+        vocab = None if self.vocabulary is None else f"<{len(self.vocabulary)} tokens>"
+        return (
+            f"Preprocessor(image_shape={self.image_shape}, sequence_length={self.sequence_length}, "
+            f"vocabulary={vocab}, class_names={self.class_names!r})"
         )
 
     @property
@@ -265,21 +269,66 @@ class Preprocessor:
     def vocab_size(self):
         return None if self.vocabulary is None else len(self.vocabulary)
 
+    def class_names_for(self, output_name, single_output=True):
+        """The class names of one output (a list), or None when none are known."""
+        if isinstance(self.class_names, dict):
+            return self.class_names.get(output_name)
+        return self.class_names if single_output else None
+
     def texts_to_ids(self, texts):
         """Raw strings `(batch,)` -> int token ids `(batch, sequence_length)` (TF op)."""
         if self.vectorizer is None:
-            raise ValueError("This Preprocessor has no text vocabulary (an image-only model).")
+            raise ValueError(
+                "This model's preprocessor has no text vocabulary, so it cannot tokenize raw strings: "
+                "build it with `preprocessor=Preprocessor.from_vectorizer(text_vectorizer(train_texts), ...)` "
+                "or pass token ids."
+            )
         return tf.cast(self.vectorizer(texts), tf.int32)
 
     def decode_images(self, image_bytes):
         """Encoded image bytes `(batch,)` -> float32 images `(batch, *image_shape)` (TF op)."""
         if self.image_shape is None:
-            raise ValueError("This Preprocessor has no image shape (a text-only model).")
+            raise ValueError("This model's preprocessor has no image shape (a text-only model).")
         return tf.map_fn(
             lambda b: decode_image(b, self.image_shape),
             image_bytes,
             fn_output_signature=tf.TensorSpec(self.image_shape, tf.float32),
         )
+
+    def images(self, images, name="image"):
+        """Raw images -> float32 `(n, *image_shape)` in [0, 1] (numpy), decoded as training did.
+
+        Args:
+            images: a sequence of image file paths, a sequence of encoded bytes, or an image
+                array `(n, h, w, c)` (uint8, or floats in [0, 1]); resized to `image_shape`.
+            name: the argument's name in error messages. Defaults to `"image"`.
+        """
+        from mmkeras.data.pipeline import image_form
+
+        if self.image_shape is None:
+            raise ValueError("This model's preprocessor has no image shape (a text-only model).")
+        form = image_form(images, name)
+        if form == "arrays":
+            return images_to_float(fit_images(images, self.image_shape, name)).numpy()
+        decoded = []
+        for i, item in enumerate(images):
+            where = f"{name}[{i}]"
+            if form == "paths":
+                path = os.fspath(item)
+                if not os.path.isfile(path):
+                    raise ValueError(f"`{name}` must name existing image files. Received: {where}={path!r} (no such file)")
+                with open(path, "rb") as f:
+                    item = f.read()
+                where = f"{where}={path!r}"
+            try:
+                decoded.append(decode_image(bytes(item), self.image_shape).numpy())
+            except (tf.errors.InvalidArgumentError, ValueError) as error:
+                reason = str(getattr(error, "message", error)).strip().splitlines()[-1]
+                raise ValueError(
+                    f"`{name}` must be encoded PNG, JPEG, GIF or BMP images. Received: {where} "
+                    f"({len(item)} bytes), which cannot be decoded ({reason})"
+                ) from None
+        return np.stack(decoded) if decoded else np.zeros((0, *self.image_shape), "float32")
 
     def get_config(self):
         return {
@@ -295,18 +344,13 @@ class Preprocessor:
         return cls(**config)
 
     def save(self, path):
-        """Write the config as JSON to `path` (atomically: a temporary file, then a rename)."""
-        path = os.fspath(path)
-        fd, tmp = tempfile.mkstemp(prefix=".preprocessor-", suffix=".json", dir=os.path.dirname(path) or ".")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
+        """Write the config as JSON to `path` (atomically)."""
+        with atomic_file(path) as tmp:
+            with open(tmp, "w", encoding="utf-8") as f:
                 json.dump(self.get_config(), f)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
 
     @classmethod
     def load(cls, path):
+        """A Preprocessor from a JSON file written by `save` (or by mmkeras 0.1 beside a model)."""
         with open(path, encoding="utf-8") as f:
             return cls.from_config(json.load(f))

@@ -1,7 +1,9 @@
 """The model registry: `register_model`, `get_model`, `list_models`.
 
-A registered model is a name bound to a builder function that takes keyword overrides.
-Registering a name twice raises; asking for an unknown name raises with the closest names.
+A registered model is a name bound to a builder function that takes keyword overrides and
+returns a task (`mmkeras.tasks.Task`). Its entry also carries its tiny test configuration and its
+training defaults (`ModelEntry.training_defaults`). Registering a name twice raises; asking for
+an unknown name raises with the closest names.
 
 Example:
 
@@ -29,6 +31,10 @@ class ModelEntry:
         description: one line on what it is.
         reference: the document or paper it comes from.
         tiny: overrides that make a small, fast version (for tests, docs and smoke runs).
+        task: the task class the builder returns (e.g. `FusionClassifier`), or None if unknown.
+        training: the settings `mmkeras.train` uses when the caller gives none (see
+            `TRAINING_SETTINGS`).
+        dataset_training: `{dataset name: settings}` that win over `training` on that dataset.
     """
 
     name: str
@@ -37,25 +43,76 @@ class ModelEntry:
     description: str = ""
     reference: str = ""
     tiny: dict = dataclasses.field(default_factory=dict)
+    task: type = None
+    training: dict = dataclasses.field(default_factory=dict)
+    dataset_training: dict = dataclasses.field(default_factory=dict)
+
+    def training_defaults(self, dataset=None):
+        """The training settings for `dataset`: the base settings, the entry's, the dataset's.
+
+        Example:
+
+        >>> get_entry("vqa").training_defaults("easy_vqa")["epochs"]
+        8
+        """
+        return {**BASE_TRAINING, **self.training, **(self.dataset_training.get(dataset, {}) if dataset else {})}
+
+
+# Training settings of a recipe that has no tuned ones (the documents' `fit` defaults, with a
+# warm-up + cosine schedule on top): `epochs`, `batch_size`, `learning_rate`, `warmup` (share of
+# the steps spent warming up), `vocab_size` (most tokens kept) and `image_shape` (the shape images
+# are decoded to, for training and every later prediction and export; None: the dataset's own).
+BASE_TRAINING = {
+    "epochs": 10,
+    "batch_size": 64,
+    "learning_rate": 1e-3,
+    "warmup": 0.05,
+    "vocab_size": 10000,
+    "image_shape": None,
+}
+
+
+def _check_training(training, name="training"):
+    training = dict(training or {})
+    unknown = sorted(set(training) - set(BASE_TRAINING))
+    if unknown:
+        raise ValueError(f"`{name}` keys must be among {sorted(BASE_TRAINING)}. Received: {unknown}")
+    return training
 
 
 _REGISTRY = {}
 
 
-def register_model(name, *, family, description="", reference="", tiny=None):
-    """Decorator: register `builder(**overrides) -> keras.Model` under `name`.
+def register_model(name, *, family, description="", reference="", tiny=None, task=None, training=None, dataset_training=None):
+    """Decorator: register `builder(**overrides) -> Task` under `name`.
+
+    Args:
+        name: str, the registry name.
+        family: str, the family (`"documents"`, `"fusion"`, ...).
+        description: str, one line; defaults to the builder's docstring's first line.
+        reference: str, the document or paper the model comes from.
+        tiny: dict, overrides that make a small, fast version (tests run every model with it).
+        task: the task class the builder returns, if known.
+        training: dict, training defaults for `mmkeras.train` (keys of `BASE_TRAINING`).
+        dataset_training: dict `{dataset: training settings}` for one dataset.
 
     Raises:
         ValueError: if `name` is already registered.
 
     Example:
 
+    >>> import mmkeras
     >>> @register_model("my_model", family="custom")
     ... def my_model(**overrides):
-    ...     return mmkeras.build_model(**{"fusion": "sum", **overrides})
+    ...     return mmkeras.build_model(**{"fusion": {"kind": "sum", "units": 8}, **overrides})
+    >>> get_model("my_model", image_shape=(16, 16, 3), sequence_length=4, vocab_size=10).name
+    'mmkeras_model'
+    >>> unregister_model("my_model")
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"`name` must be a non-empty string. Received: name={name!r}")
+    training = _check_training(training)
+    dataset_training = {k: _check_training(v, f"dataset_training[{k!r}]") for k, v in (dataset_training or {}).items()}
 
     def decorator(builder):
         if name in _REGISTRY:
@@ -70,6 +127,9 @@ def register_model(name, *, family, description="", reference="", tiny=None):
             description=description or (builder.__doc__ or "").strip().split("\n")[0],
             reference=reference,
             tiny=dict(tiny or {}),
+            task=task,
+            training=training,
+            dataset_training=dataset_training,
         )
         return builder
 
@@ -99,8 +159,19 @@ def get_model(name, **overrides):
     Example:
 
     >>> model = get_model("fusion_gated", image_shape=(32, 32, 3), num_classes=1)
+    >>> model.head.kind
+    'binary'
     """
-    return get_entry(name).builder(**overrides)
+    from mmkeras.tasks import Task
+
+    model = get_entry(name).builder(**overrides)
+    if not isinstance(model, Task):
+        raise ValueError(
+            f"The builder registered as {name!r} must return an mmkeras task (a mmkeras.tasks.Task, e.g. "
+            "FusionClassifier, or a ModelTask around your own Keras model). "
+            f"Received: {type(model).__name__}"
+        )
+    return model
 
 
 def list_models(pattern=None, family=None):

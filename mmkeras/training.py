@@ -42,7 +42,7 @@ from mmkeras import distribute
 from mmkeras.heads import get_head
 from mmkeras.precision import PRECISIONS, precision_scope, resolve_precision
 from mmkeras.preprocessing import Preprocessor, fit_images, images_to_float, text_vectorizer
-from mmkeras.registry import get_model, list_models
+from mmkeras.registry import get_entry, get_model, list_models
 from mmkeras.validation import check_fraction, check_image_shape, check_one_of, check_positive_int
 
 DEFAULT_MODEL = "vqa"
@@ -50,52 +50,9 @@ DEFAULT_DATASET = "easy_vqa"
 DEFAULT_OUTPUT_ROOT = "saved_models"
 OUTPUT_FILES = ("model.keras", "preprocessor.json", "metrics.json", "history.png")
 
-# Training settings of a recipe that has no tuned ones (the documents' `fit` defaults, with a
-# warm-up + cosine schedule on top). Tuned recipes register theirs with `register_training_defaults`.
-BASE_TRAINING = {
-    "epochs": 10,
-    "batch_size": 64,
-    "learning_rate": 1e-3,
-    "warmup": 0.05,
-    "vocab_size": 10000,
-    "image_shape": None,  # None: the dataset's own image shape
-}
-TRAINING_DEFAULTS = {}
-
-
-def register_training_defaults(model, dataset=None, **settings):
-    """Set the training defaults of a recipe (on every dataset, or on one `dataset`).
-
-    Settings: `epochs`, `batch_size`, `learning_rate`, `warmup` (share of the steps spent warming
-    up), `vocab_size` (most tokens kept) and `image_shape` (the shape images are decoded to, for
-    training and for every later prediction and export, since the `Preprocessor` keeps it).
-    `train` uses them when the caller does not give a value; dataset settings win.
-
-    Example:
-
-    >>> register_training_defaults("my_recipe", epochs=5, batch_size=128, learning_rate=3e-3)
-    >>> register_training_defaults("my_recipe", "easy_vqa", image_shape=(32, 32, 3))
-    """
-    unknown = set(settings) - set(BASE_TRAINING)
-    if unknown:
-        raise ValueError(f"`settings` must be among {sorted(BASE_TRAINING)}. Received: {sorted(unknown)}")
-    key = (model, dataset)
-    TRAINING_DEFAULTS[key] = {**TRAINING_DEFAULTS.get(key, {}), **settings}
-
-
 def training_defaults(model, dataset=None):
-    """The training settings `train` uses for `model` on `dataset` when none are given.
-
-    Example:
-
-    >>> training_defaults("vqa", "easy_vqa")["epochs"]
-    8
-    """
-    return {
-        **BASE_TRAINING,
-        **TRAINING_DEFAULTS.get((model, None), {}),
-        **(TRAINING_DEFAULTS.get((model, dataset), {}) if dataset else {}),
-    }
+    """The training settings `train` uses for `model` on `dataset` when none are given."""
+    return get_entry(model).training_defaults(dataset)
 
 
 @dataclasses.dataclass

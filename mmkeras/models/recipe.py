@@ -1,7 +1,7 @@
-"""`register_recipe`: a registered model that is a set of `build_model` arguments."""
+"""`register_recipe`: a registered model that is a set of arguments of a task class."""
 
-from mmkeras.builder import build_model
 from mmkeras.registry import register_model
+from mmkeras.tasks import FusionClassifier
 
 PART_KEYS = ("image_encoder", "text_encoder", "fusion", "head")
 
@@ -29,13 +29,50 @@ def merge_overrides(config, overrides):
     return merged
 
 
-def register_recipe(name, *, family, description, reference="", tiny=None, **config):
-    """Register `name` as `build_model(**config)`, with the user's overrides merged on top."""
+def register_recipe(
+    name, *, family, description, reference="", tiny=None, task=FusionClassifier, training=None, dataset_training=None, **config
+):
+    """Register `name` as `task(**config)`, with the user's overrides merged on top.
 
-    def builder(**overrides):
-        return build_model(**merge_overrides({"name": name, **config}, overrides))
+    The built model is compiled with its task's defaults unless the overrides say
+    `compile=False`.
+
+    Args:
+        name, family, description, reference, tiny: as for `mmkeras.register_model`.
+        task: the task class. Defaults to `FusionClassifier`.
+        training: dict, the recipe's training defaults (see `mmkeras.registry.BASE_TRAINING`).
+        dataset_training: dict `{dataset: settings}`, defaults for one dataset.
+        **config: the arguments of `task`.
+
+    Example:
+
+    >>> from mmkeras.registry import get_model, unregister_model
+    >>> _ = register_recipe("tiny_sum", family="custom", description="A sum fusion.",
+    ...                     fusion={"kind": "sum", "units": 8}, image_shape=(16, 16, 3),
+    ...                     sequence_length=4, vocab_size=10, training={"epochs": 2})
+    >>> get_model("tiny_sum", fusion={"units": 4}).get_config()["fusion"]
+    {'kind': 'sum', 'units': 4}
+    >>> unregister_model("tiny_sum")
+    """
+
+    def builder(compile=True, **overrides):
+        if not isinstance(compile, bool):
+            raise ValueError(f"`compile` must be True or False. Received: compile={compile!r}")
+        model = task(**merge_overrides({"name": name, **config}, overrides))
+        if compile:
+            model.compile()
+        return model
 
     builder.__name__ = name
-    builder.__doc__ = f"{description}\n\nRecipe arguments (see `mmkeras.build_model`): {config!r}"
-    register_model(name, family=family, description=description, reference=reference, tiny=tiny)(builder)
+    builder.__doc__ = f"{description}\n\nRecipe arguments (see `mmkeras.tasks.{task.__name__}`): {config!r}"
+    register_model(
+        name,
+        family=family,
+        description=description,
+        reference=reference,
+        tiny=tiny,
+        task=task,
+        training=training,
+        dataset_training=dataset_training,
+    )(builder)
     return builder

@@ -5,11 +5,10 @@ batch-normalised CNN on the image, a bag-of-words text encoder (an embedding per
 1-D convolutions of width 1), product fusion (the question gates the image features, after
 Antol et al. 2015, "VQA: Visual Question Answering"), one hidden layer and a softmax over the
 answers, trained with Adam on a warm-up + cosine learning-rate schedule (see
-`mmkeras.training`). Its training defaults are registered with `register_training_defaults`.
+`mmkeras.training`). Its training defaults live in its registry entry.
 """
 
 from mmkeras.models.recipe import register_recipe
-from mmkeras.training import register_training_defaults
 
 VQA = dict(
     image_encoder={
@@ -36,11 +35,10 @@ vqa = register_recipe(
     "text encoder, product fusion, Dense(64), softmax over 13 answers (tuned on easy-VQA).",
     reference="mmkeras; product fusion after Antol et al. (2015), VQA: Visual Question Answering",
     tiny={"image_shape": (32, 32, 3), "image_encoder": {"filters": (8, 16)}, "text_encoder": {"filters": 8}},
+    training={"epochs": 8, "batch_size": 128, "learning_rate": 3e-3, "warmup": 0.1},
+    # easy-VQA's 64x64 images are scaled to 32x32 once, in preprocessing (the Preprocessor keeps
+    # the shape, so prediction and export resize the same way): a quarter of the pixels, the same
+    # answers.
+    dataset_training={name: {"image_shape": (32, 32, 3)} for name in ("easy_vqa", "easy_vqa_yes_no")},
     **VQA,
 )
-
-register_training_defaults("vqa", epochs=8, batch_size=128, learning_rate=3e-3, warmup=0.1)
-# easy-VQA's 64x64 images are scaled to 32x32 once, in preprocessing (the Preprocessor keeps the
-# shape, so prediction and export resize the same way): a quarter of the pixels, the same answers.
-register_training_defaults("vqa", "easy_vqa", image_shape=(32, 32, 3))
-register_training_defaults("vqa", "easy_vqa_yes_no", image_shape=(32, 32, 3))

@@ -1,0 +1,182 @@
+"""`FusionClassifier`: image encoder + text encoder -> fusion -> dense layers -> head.
+
+The family of today's zoo: every recipe of `mmkeras.models` (the documents' S0 to S4, one recipe
+per fusion method, `vqa`) is a `FusionClassifier` with other arguments.
+"""
+
+import keras
+
+from mmkeras.heads import get_head
+from mmkeras.parts import build_fusion, build_image_encoder, build_text_encoder, deserialize_part, serialize_part
+from mmkeras.preprocessing import Preprocessor
+from mmkeras.tasks.head_task import HeadTask
+from mmkeras.validation import check_fraction, check_image_shape, check_int_tuple, check_positive_int, received
+
+PARTS = ("image_encoder", "text_encoder", "fusion")
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class FusionClassifier(HeadTask):
+    """A multimodal model: encoders -> fusion -> dense layers -> head, that knows what it is.
+
+    Inputs are a dict: `"image"` `(batch, *image_shape)` floats in [0, 1] and `"text"` token ids
+    `(batch, sequence_length)` (or raw strings `(batch,)` with `raw_text=True`). The output
+    carries the head's name (a dict of named outputs for a multi-task head). The model carries
+    its preprocessor (`model.preprocessor`), compiles with its head's defaults (`compile()`),
+    answers raw inputs (`answer`) and exports (`mmkeras.export_model`).
+
+    Args:
+        image_encoder: name in `mmkeras.encoders.IMAGE_ENCODERS`, a dict `{"kind": name, **args}`,
+            a `keras.Model`, or `None` for a text-only model. Defaults to `"cnn"`.
+        text_encoder: name in `mmkeras.encoders.TEXT_ENCODERS`, a dict, a `keras.Model`, or `None`
+            for an image-only model. Defaults to `"rnn"` (Embedding + LSTM).
+        fusion: name in `mmkeras.fusion.FUSIONS`, a dict, a fusion layer, or `None` (only for a
+            single-modality model). Defaults to `"concatenate"`.
+        head: name in `mmkeras.heads.HEADS`, a dict, or a head object. Defaults to `"binary"`.
+        image_shape: tuple `(height, width, channels)`. Defaults to `(64, 64, 3)`.
+        sequence_length: int, tokens per text. Defaults to `100`.
+        vocab_size: int, size of the token vocabulary. Defaults to `10000`.
+        raw_text: bool, take raw strings and tokenize inside the graph with the preprocessor's
+            vocabulary (TensorFlow backend). Defaults to `False` (token ids; tokenizing then runs
+            in the `tf.data` pipeline).
+        text_vectorizer: an adapted `keras.layers.TextVectorization` (see
+            `mmkeras.preprocessing.text_vectorizer`): shorthand for `raw_text=True` with a
+            preprocessor made from it; `sequence_length` and `vocab_size` come from it.
+        num_classes: int or None, the head's number of outputs. Defaults to `None`.
+        hidden_units: sequence of ints, Dense(relu) layers between fusion and head.
+            Defaults to `(64,)`.
+        dropout: float, dropout after each hidden layer. Defaults to `0.0`.
+        optimizer: str, the optimizer `compile()` uses. Defaults to `"adam"`.
+        learning_rate: float, for `compile()`. Defaults to `1e-3`.
+        preprocessor: a `mmkeras.preprocessing.Preprocessor` (vocabulary, class names), or None
+            for one that knows only the input shapes. Defaults to `None`.
+        name: str, the model's name. Defaults to `"mmkeras_model"`.
+
+    Example:
+
+    >>> model = FusionClassifier(
+    ...     image_encoder={"kind": "cnn", "filters": (16, 32), "output": "avg"},
+    ...     text_encoder={"kind": "rnn", "units": 32},
+    ...     fusion={"kind": "product", "units": 32},
+    ...     head="multiclass", num_classes=13,
+    ...     image_shape=(64, 64, 3), sequence_length=12, vocab_size=200)
+    >>> model.compile()  # the head's loss and metrics, adam 1e-3
+    >>> model.output_names, model.head.kind
+    (['label'], 'multiclass')
+    """
+
+    def __init__(
+        self,
+        image_encoder="cnn",
+        text_encoder="rnn",
+        fusion="concatenate",
+        head="binary",
+        *,
+        image_shape=(64, 64, 3),
+        sequence_length=100,
+        vocab_size=10000,
+        raw_text=False,
+        text_vectorizer=None,
+        num_classes=None,
+        hidden_units=(64,),
+        dropout=0.0,
+        optimizer="adam",
+        learning_rate=1e-3,
+        preprocessor=None,
+        name="mmkeras_model",
+        **kwargs,
+    ):
+        # === Arguments ===
+        image_shape = check_image_shape("image_shape", image_shape)
+        hidden_units = check_int_tuple("hidden_units", hidden_units)
+        dropout = check_fraction("dropout", dropout)
+        if not isinstance(raw_text, bool):
+            raise ValueError(f"`raw_text` must be True or False. {received('raw_text', raw_text)}")
+        if preprocessor is not None and not isinstance(preprocessor, Preprocessor):
+            raise ValueError(f"`preprocessor` must be a mmkeras.preprocessing.Preprocessor or None. {received('preprocessor', preprocessor)}")
+        if text_vectorizer is not None:
+            if not isinstance(text_vectorizer, keras.layers.TextVectorization):
+                raise ValueError(
+                    "`text_vectorizer` must be a keras.layers.TextVectorization (see "
+                    f"mmkeras.preprocessing.text_vectorizer). {received('text_vectorizer', text_vectorizer)}"
+                )
+            class_names = None if preprocessor is None else preprocessor.class_names
+            preprocessor = Preprocessor.from_vectorizer(
+                text_vectorizer, image_shape=image_shape if image_encoder is not None else None, class_names=class_names
+            )
+            raw_text = True
+        if raw_text:
+            if preprocessor is None or preprocessor.vocabulary is None:
+                raise ValueError(
+                    "`raw_text=True` tokenizes inside the graph, so `preprocessor` must hold the vocabulary "
+                    f"(or pass `text_vectorizer`). {received('preprocessor', preprocessor)}"
+                )
+            sequence_length, vocab_size = preprocessor.sequence_length, preprocessor.vocab_size
+        check_positive_int("sequence_length", sequence_length)
+        check_positive_int("vocab_size", vocab_size)
+        if image_encoder is None and text_encoder is None:
+            raise ValueError("A model needs at least one of `image_encoder` and `text_encoder`. Received: both None")
+        head = get_head(deserialize_part(head), num_classes=num_classes)
+
+        # === Layers ===
+        image_encoder, text_encoder, fusion = (deserialize_part(p) for p in (image_encoder, text_encoder, fusion))
+        image_model = None if image_encoder is None else build_image_encoder(image_encoder, image_shape)
+        text_model = None if text_encoder is None else build_text_encoder(text_encoder, sequence_length, vocab_size)
+        if (image_model is None or text_model is None) and fusion is not None:
+            raise ValueError(f"`fusion` must be None for a single-modality model. Received: fusion={fusion!r}")
+        if image_model is not None and text_model is not None and fusion is None:
+            raise ValueError(
+                "`fusion` must be set when the model has both an image and a text encoder. Received: fusion=None"
+            )
+        fusion_layer = None if fusion is None else build_fusion(fusion)
+
+        # === Functional model ===
+        inputs, features, input_kinds = {}, [], {}
+        if image_model is not None:
+            inputs["image"] = keras.Input(image_shape, name="image")
+            input_kinds["image"] = "image"
+            features.append(image_model(inputs["image"]))
+        if text_model is not None:
+            if raw_text:
+                inputs["text"] = keras.Input((), dtype="string", name="text")
+                token_ids = preprocessor.vectorizer(inputs["text"])
+            else:
+                inputs["text"] = keras.Input((sequence_length,), dtype="int32", name="text")
+                token_ids = inputs["text"]
+            input_kinds["text"] = "text" if raw_text else "token_ids"
+            features.append(text_model(token_ids))
+        x = features[0] if fusion_layer is None else fusion_layer(features)
+        for i, units in enumerate(hidden_units, start=1):
+            x = keras.layers.Dense(units, activation="relu", name=f"hidden_dense{i}")(x)
+            if dropout:
+                x = keras.layers.Dropout(dropout, name=f"hidden_dropout{i}")(x)
+        outputs = head(x)
+        super().__init__(
+            inputs,
+            outputs,
+            head=head,
+            input_kinds=input_kinds,
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            preprocessor=preprocessor,
+            name=name,
+            **kwargs,
+        )
+
+        # === Config ===
+        self._parts = {
+            "image_encoder": serialize_part(image_encoder),
+            "text_encoder": serialize_part(text_encoder),
+            "fusion": serialize_part(fusion),
+        }
+        self._shape_config = {
+            "image_shape": list(image_shape),
+            "sequence_length": sequence_length,
+            "vocab_size": vocab_size,
+            "raw_text": raw_text,
+            "hidden_units": list(hidden_units),
+            "dropout": dropout,
+        }
+
+    def get_config(self):
+        return {**super().get_config(), **self._parts, **self._shape_config}

@@ -1,0 +1,111 @@
+"""Graph pieces of the serving endpoints: request checks that run inside an exported graph.
+
+The signatures declare unknown shapes on purpose: a loaded signature (and TF Serving) does not
+enforce declared shapes, and a declared shape would let the graph optimizer fold these checks
+away. So every request is checked here, in the graph, and a bad one fails with an
+`InvalidArgumentError` that says what was expected. TensorFlow only (SavedModel export).
+"""
+
+import tensorflow as tf
+
+SERVING_SIGNATURE = "serving_default"
+TENSORS_SIGNATURE = "serve_tensors"
+
+INPUT_CONTENT = {
+    "image": "float image in [0, 1]",
+    "token_ids": "token ids",
+    "text": "raw text",
+}
+
+
+def checked(value, condition, *message):
+    """`value` once `condition` holds; else an InvalidArgumentError that prints `message`."""
+    check = tf.debugging.Assert(condition, ["Invalid request:", *message], summarize=8)
+    with tf.control_dependencies([check]):
+        return tf.identity(value)
+
+
+def shape_text(shape):
+    """`(batch, 32, 32, 3)`-style text for a per-example shape (None prints as `?`)."""
+    return "(" + ", ".join(["batch", *("?" if d is None else str(d) for d in shape)]) + ("," if not shape else "") + ")"
+
+
+def check_tensor(value, name, shape, what):
+    """Check a request tensor's rank and known dimensions at run time, then give it a static shape."""
+    rank = len(shape) + 1
+    actual = tf.shape(value)
+    condition = tf.equal(tf.size(actual), rank)
+    known = [(i + 1, d) for i, d in enumerate(shape) if d is not None]
+    if known:
+        # Padded to `rank` entries, so the comparison itself never fails on a wrong rank.
+        padded = tf.concat([actual, tf.fill([rank], -1)], axis=0)[:rank]
+        same = tf.equal(tf.gather(padded, [i for i, _ in known]), [d for _, d in known])
+        condition = tf.logical_and(condition, tf.reduce_all(same))
+    value = checked(
+        value,
+        condition,
+        f"`{name}` must be {what} of shape {shape_text(shape)}; received a tensor of shape",
+        actual,
+    )
+    value.set_shape((None, *shape))
+    return value
+
+
+def check_same_batch(features):
+    """All request tensors must hold the same number of examples."""
+    names = list(features)
+    if len(names) < 2:
+        return features
+    sizes = tf.stack([tf.shape(features[n])[0] for n in names])
+    first = names[0]
+    features = dict(features)
+    features[first] = checked(
+        features[first],
+        tf.reduce_all(tf.equal(sizes, sizes[0])),
+        f"the inputs {', '.join(f'`{n}`' for n in names)} must hold the same number of examples; "
+        "received batch sizes",
+        sizes,
+    )
+    return features
+
+
+def check_image_bytes(images, name):
+    """Every item must be non-empty encoded image bytes."""
+    empty = tf.equal(tf.strings.length(images), 0)
+    return checked(
+        images,
+        tf.logical_not(tf.reduce_any(empty)),
+        f"`{name}` must hold the encoded bytes of one image (JPEG or PNG) per example; these items "
+        "are empty strings (0-based indices):",
+        tf.where(empty)[:, 0],
+    )
+
+
+def raw_request(request, input_kinds):
+    """Check a `serving_default` request (strings only) and return it as a dict."""
+    features = {}
+    for name, kind in input_kinds.items():
+        if kind == "image":
+            value = check_tensor(request[name], name, (), "a batch of encoded images (tf.string)")
+            features[name] = check_image_bytes(value, name)
+        else:
+            features[name] = check_tensor(request[name], name, (), "a batch of texts (tf.string)")
+    return check_same_batch(features)
+
+
+def tensor_request(request, input_specs, input_kinds):
+    """Check a `serve_tensors` request against the model's own input specs."""
+    what = {"image": "a batch of float images", "token_ids": "a batch of token ids", "text": "a batch of texts"}
+    features = {
+        name: check_tensor(request[name], name, tuple(input_specs[name].shape[1:]), what[kind])
+        for name, kind in input_kinds.items()
+    }
+    return check_same_batch(features)
+
+
+def raw_signature(input_kinds):
+    return {name: tf.TensorSpec(None, tf.string, name=name) for name in input_kinds}
+
+
+def tensor_signature(input_specs):
+    return {name: tf.TensorSpec(None, tf.as_dtype(spec.dtype), name=name) for name, spec in input_specs.items()}

@@ -1,0 +1,215 @@
+"""`Task`: the base of every zoo model, a `keras.Model` that knows what it is.
+
+A task is built functionally in its constructor, and its `get_config` returns its constructor
+arguments (parts given as objects are serialized explicitly), so `from_config` and
+`keras.saving.load_model(..., safe_mode=True)` rebuild the same model. It carries, and is the
+only source of:
+
+- its **inputs** (`input_kinds`: `{"image": "image", "text": "token_ids" | "text"}`), which it
+  checks on every call: an unknown input key is refused, never bound by position;
+- its **preprocessor** (`task.preprocessor`, a `mmkeras.preprocessing.Preprocessor`: image
+  shape, vocabulary, class names), saved inside its `.keras` file;
+- its **compile defaults**: `task.compile()` with no arguments picks the loss, metrics and
+  optimizer (any argument given explicitly wins);
+- its **post-processing** (`postprocess`: outputs -> answers) and its **serving endpoints**
+  (`serving_endpoints`: what `mmkeras.export_model` wraps).
+
+`mmkeras.train`, `evaluate`, `predict`, `export_model`, the CLI and the tf.distribute loop talk to
+this protocol only. A new family subclasses `Task` (or `HeadTask` when its outputs are heads) and
+fills in the hooks below.
+"""
+
+import keras
+
+from mmkeras.preprocessing import Preprocessor
+from mmkeras.validation import received
+
+INPUT_KINDS = ("image", "token_ids", "text")
+
+
+class Task(keras.Model):
+    """Base class of the mmkeras tasks (subclass it; it is not used directly).
+
+    Subclasses build their graph, then call
+    `super().__init__(inputs=..., outputs=..., input_kinds=..., preprocessor=..., name=...)`.
+
+    Args:
+        inputs, outputs: the functional graph (dicts of `keras.Input` / output tensors).
+        input_kinds: dict `{input_name: kind}` with kind `"image"` (float images),
+            `"token_ids"` (int ids) or `"text"` (raw strings, tokenized inside the graph).
+        preprocessor: a `Preprocessor`, or None for one that knows only the input shapes.
+        name: str, the model's name.
+    """
+
+    def __init__(self, inputs, outputs, *, input_kinds, preprocessor=None, name=None, **kwargs):
+        for key, kind in input_kinds.items():
+            if kind not in INPUT_KINDS:
+                raise ValueError(f"`input_kinds` values must be among {list(INPUT_KINDS)}. Received: {key}={kind!r}")
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+        self._input_kinds = tuple(input_kinds.items())
+        self._preprocessor = None
+        self.preprocessor = preprocessor if preprocessor is not None else self.default_preprocessor()
+
+    # Inputs.
+
+    @property
+    def input_kinds(self):
+        """`{input_name: "image" | "token_ids" | "text"}`, in the model's input order."""
+        return dict(self._input_kinds)
+
+    def call(self, inputs, *args, **kwargs):
+        if isinstance(inputs, dict):
+            unknown = sorted(set(inputs) - set(self.input_kinds))
+            if unknown:
+                raise ValueError(
+                    f"The inputs of model {self.name!r} must be a dict with the keys {sorted(self.input_kinds)}; "
+                    f"unknown keys are refused, since Keras would bind them by position. Received: keys "
+                    f"{sorted(inputs)} (unknown: {unknown})"
+                )
+        return super().call(inputs, *args, **kwargs)
+
+    # Preprocessor.
+
+    @property
+    def preprocessor(self):
+        """The task's `Preprocessor` (image shape, vocabulary, class names)."""
+        return self._preprocessor
+
+    @preprocessor.setter
+    def preprocessor(self, value):
+        if not isinstance(value, Preprocessor):
+            raise ValueError(
+                f"`preprocessor` must be a mmkeras.preprocessing.Preprocessor. {received('preprocessor', value)}"
+            )
+        self.check_preprocessor(value)
+        self._preprocessor = value
+
+    def default_preprocessor(self):
+        """The preprocessor of a task built without one: the input shapes, no vocabulary."""
+        shapes = {name: tuple(self.input[name].shape[1:]) for name in self.input_kinds}
+        image = next((shapes[n] for n, k in self.input_kinds.items() if k == "image"), None)
+        ids = next((shapes[n][0] for n, k in self.input_kinds.items() if k == "token_ids"), None)
+        return Preprocessor(image_shape=image, sequence_length=ids)
+
+    def check_preprocessor(self, preprocessor):
+        """Raise `ValueError` unless `preprocessor` fits this task's inputs."""
+        for name, kind in self.input_kinds.items():
+            shape = tuple(self.input[name].shape[1:])
+            if kind == "image" and preprocessor.image_shape is not None and preprocessor.image_shape != shape:
+                raise ValueError(
+                    f"`preprocessor.image_shape` must match the model's {name!r} input {shape}. "
+                    f"Received: preprocessor.image_shape={preprocessor.image_shape}"
+                )
+            if kind == "token_ids" and preprocessor.sequence_length not in (None, shape[0]):
+                raise ValueError(
+                    f"`preprocessor.sequence_length` must equal the length of the model's {name!r} input "
+                    f"({shape[0]}). Received: preprocessor.sequence_length={preprocessor.sequence_length}"
+                )
+
+    def prepare_inputs(self, **raw):
+        """Raw inputs -> the model's tensors (numpy), decoded and tokenized as in training.
+
+        Args:
+            **raw: one sequence per input name: images as file paths, encoded bytes or an array
+                `(n, h, w, c)`; texts as raw strings (or int token ids `(n, length)`).
+        """
+        import numpy as np
+
+        unknown = sorted(set(raw) - set(self.input_kinds))
+        missing = sorted(n for n in self.input_kinds if raw.get(n) is None)
+        if unknown or missing:
+            raise ValueError(
+                f"Model {self.name!r} takes the inputs {sorted(self.input_kinds)}. Received: "
+                + ", ".join(
+                    part
+                    for part in (f"unknown {unknown}" if unknown else "", f"missing {missing}" if missing else "")
+                    if part
+                )
+            )
+        features = {}
+        for name, kind in self.input_kinds.items():
+            value = raw[name]
+            if kind == "image":
+                features[name] = self.preprocessor.images(value, name)
+                continue
+            array = value.numpy() if hasattr(value, "numpy") else value
+            if kind == "token_ids" and isinstance(array, np.ndarray) and array.dtype.kind in "iu":
+                features[name] = array.astype("int32")
+                continue
+            from mmkeras.preprocessing import as_string_array
+
+            texts = as_string_array(value, name)
+            features[name] = texts if kind == "text" else self.preprocessor.texts_to_ids(texts).numpy()
+        sizes = {name: len(v) for name, v in features.items()}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"The inputs must hold the same number of examples. Received: {sizes}")
+        return features
+
+    # Hooks each family fills in.
+
+    def compile_defaults(self):
+        """`{"optimizer": ..., "loss": ..., "metrics": ...}` used by `compile()` for "auto"."""
+        raise NotImplementedError
+
+    def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):
+        """`keras.Model.compile` with the task's defaults: `compile()` with no arguments works.
+
+        Args:
+            optimizer: `"auto"` (the task's optimizer and learning rate) or any Keras optimizer.
+            loss: `"auto"` (the task's loss) or any Keras loss argument.
+            metrics: `"auto"` (the task's metrics) or any Keras metrics argument.
+            **kwargs: the other arguments of `keras.Model.compile`; for `loss_weights` the
+                task's own are used when `loss` is `"auto"` and none are given.
+        """
+        defaults = self.compile_defaults()
+        if optimizer == "auto":
+            optimizer = defaults["optimizer"]
+        if loss == "auto":
+            loss = defaults["loss"]
+            if "loss_weights" in defaults:
+                kwargs.setdefault("loss_weights", defaults["loss_weights"])
+        if metrics == "auto":
+            metrics = defaults["metrics"]
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def compile_from_config(self, config):
+        """Recompile a loaded task as it was saved (Keras skips models with their own `compile`)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built and getattr(self, "optimizer", None) is not None:
+            self.optimizer.build(self.trainable_variables)
+
+    def check_labels(self, labels):
+        """Raise `ValueError` unless `labels` can train this task; return them checked."""
+        raise NotImplementedError
+
+    def postprocess(self, outputs, top_k=3):
+        """Model outputs (numpy, as `predict` returns them) -> one answer per example."""
+        raise NotImplementedError
+
+    def serving_endpoints(self):
+        """`{signature_name: (function, input_signature)}` for `mmkeras.export_model`."""
+        raise NotImplementedError
+
+    def serving_resources(self):
+        """Objects the exported graph uses besides the model (e.g. a vocabulary table)."""
+        return []
+
+    def serving_description(self):
+        """The signatures' inputs and outputs, for the export's `mmkeras_export.json`."""
+        return {}
+
+    # Config.
+
+    def get_config(self):
+        """The constructor arguments; subclasses add theirs to this."""
+        return {
+            "name": self.name,
+            "preprocessor": keras.saving.serialize_keras_object(self.preprocessor),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("preprocessor"), dict):
+            config["preprocessor"] = keras.saving.deserialize_keras_object(config["preprocessor"])
+        return cls(**config)
