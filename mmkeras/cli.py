@@ -32,13 +32,24 @@ def build_parser():
     return parser
 
 
+# Errors a command reports in one line (exit code 2), without a traceback: bad arguments, bad or
+# missing files, an output that would overwrite something. Any other error is a bug: it keeps its
+# traceback (exit code 1).
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
+
+
 def main(argv=None):
+    """Run the `mmkeras` command; return its exit code (0 ok, 2 bad input or usage)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return args.func(args) or 0
+    try:
+        return args.func(args) or 0
+    except USER_ERRORS as error:
+        print(f"mmkeras {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Shared test helpers, in the spirit of keras-hub's `run_*` checks.
 
-`toy_data(model)` makes inputs and learnable labels that fit any zoo model (from its inputs and
-its compiled losses); the `run_*` functions are the checks every registered model goes through.
+`toy_inputs(model)` / `toy_labels(model)` make inputs and labels that fit any zoo task (from its
+inputs and its head); the `run_*` functions are the checks every registered model goes through.
 """
 
 import copy
@@ -35,25 +35,23 @@ def toy_inputs(model, n=16, seed=0):
     return inputs
 
 
-def _labels_for(loss, width, n, rng):
-    name = loss if isinstance(loss, str) else type(loss).__name__
-    name = name.lower()
-    if "sparse" in name:
-        return rng.integers(0, width, size=(n,))
-    if "binary" in name:
-        return rng.integers(0, 2, size=(n, width)).astype("float32")
-    if "squared" in name or "absolute" in name:
-        return rng.normal(size=(n, width)).astype("float32")
-    raise AssertionError(f"toy_labels does not know the loss {loss!r}")
+def _labels_for(head, n, rng):
+    """Labels that fit one head, from what the head is (not from its loss)."""
+    if head.kind == "multiclass":
+        return rng.integers(0, head.num_classes, size=(n,))
+    if head.kind in ("binary", "multilabel"):
+        return rng.integers(0, 2, size=(n, head.units)).astype("float32")
+    if head.kind == "regression":
+        return rng.normal(size=(n, head.units)).astype("float32")
+    raise AssertionError(f"toy_labels does not know the head {head!r}")
 
 
 def toy_labels(model, n=16, seed=0):
-    """Labels that suit the model's compiled loss(es); a dict for multi-task models."""
+    """Labels that suit the task's head(s); a dict for multi-task models."""
     rng = np.random.default_rng(seed + 1)
-    outputs = model.output if isinstance(model.output, dict) else {model.output_names[0]: model.output}
-    losses = model.loss if isinstance(model.loss, dict) else {model.output_names[0]: model.loss}
-    labels = {name: _labels_for(losses[name], out.shape[-1], n, rng) for name, out in outputs.items()}
-    return labels if isinstance(model.output, dict) else next(iter(labels.values()))
+    if model.multi_output:
+        return {name: _labels_for(head, n, rng) for name, head in model.head.heads.items()}
+    return _labels_for(model.head, n, rng)
 
 
 def assert_outputs_close(a, b, atol):
@@ -90,9 +88,10 @@ def run_fit_test(model, epochs=8):
 
 
 def run_config_test(model):
-    """`from_config(get_config())` rebuilds the same graph: identical config JSON and outputs."""
+    """`from_config(get_config())` rebuilds the same task: identical config JSON and outputs."""
     config = model.get_config()
-    rebuilt = keras.Model.from_config(copy.deepcopy(config))  # from_config consumes its argument
+    rebuilt = type(model).from_config(copy.deepcopy(config))  # from_config consumes its argument
+    assert type(rebuilt) is type(model)
     assert json.dumps(rebuilt.get_config(), sort_keys=True, default=str) == json.dumps(
         config, sort_keys=True, default=str
     )
@@ -108,6 +107,11 @@ def run_saving_test(model, tmp_path):
     loaded = keras.saving.load_model(path, safe_mode=True)
     assert type(loaded) is type(model)
     assert loaded.count_params() == model.count_params()
+    as_json = lambda config: json.dumps(config, sort_keys=True, default=str)  # noqa: E731  (tuples become lists)
+    assert as_json(loaded.get_config()) == as_json(model.get_config())  # head, parts and preprocessor included
+    assert loaded.compiled
+    serialized = lambda loss: json.dumps(keras.saving.serialize_keras_object(loss), sort_keys=True, default=str)  # noqa: E731
+    assert serialized(loaded.loss) == serialized(model.loss)
     x = toy_inputs(model, n=4)
     assert_outputs_close(model.predict(x, verbose=0), loaded.predict(x, verbose=0), atol=1e-6)
     return loaded

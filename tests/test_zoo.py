@@ -84,6 +84,17 @@ def test_multitask_model_has_a_dict_of_named_outputs():
     model = tiny_model("s4_multitask")
     assert sorted(model.output) == ["image_class", "sentiment"]
     assert sorted(model.loss) == ["image_class", "sentiment"]
+    assert {n: h.kind for n, h in model.head.heads.items()} == {"image_class": "multiclass", "sentiment": "binary"}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_registered_model_is_a_task_of_its_entry(name):
+    entry = mmkeras.get_entry(name)
+    model = tiny_model(name, compile=False)
+    assert isinstance(model, mmkeras.tasks.Task) and isinstance(model, entry.task)
+    assert not model.compiled
+    model.compile()  # no arguments: the head's loss and metrics, the recipe's optimizer
+    assert model.loss is not None and model.optimizer is not None
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """`mmkeras predict`: ask a trained model about one image."""
 
 import argparse
-import sys
 
 
 def add_parser(subparsers):
@@ -28,20 +27,33 @@ def add_parser(subparsers):
     parser.set_defaults(func=run)
 
 
+def print_answer(result, indent=""):
+    """Print one answer: the class and its probability (and runners-up), labels, or a value."""
+    if "answer" not in result:  # a multi-task model: one answer per output
+        for name, answer in result.items():
+            print(f"{indent}{name}:")
+            print_answer(answer, indent + "  ")
+        return
+    if "probability" in result:
+        print(f"{indent}{result['answer']}\t(probability {result['probability']:.4f})")
+        for name, probability in result["top"][1:]:
+            print(f"{indent}  {name}\t{probability:.4f}")
+    elif "probabilities" in result:
+        print(f"{indent}{', '.join(result['answer']) or '(no label)'}")
+        for name, probability in sorted(result["probabilities"].items(), key=lambda t: -t[1]):
+            print(f"{indent}  {name}\t{probability:.4f}")
+    else:
+        print(f"{indent}{result['answer']}")
+
+
 def run(args):
     import json
 
     from mmkeras.training import predict
 
-    try:
-        result = predict(args.model, args.image, args.text, top_k=max(1, args.top_k))
-        if args.json:
-            print(json.dumps(result))
-            return 0
-        print(f"{result['answer']}\t(probability {result['probability']:.4f})")
-        for name, probability in result["top"][1:]:
-            print(f"  {name}\t{probability:.4f}")
+    result = predict(args.model, args.image, args.text, top_k=max(1, args.top_k))
+    if args.json:
+        print(json.dumps(result))
         return 0
-    except (ValueError, FileNotFoundError) as error:
-        print(f"mmkeras predict: error: {error}", file=sys.stderr)
-        return 2
+    print_answer(result)
+    return 0

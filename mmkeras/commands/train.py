@@ -1,7 +1,6 @@
 """`mmkeras train`: train a zoo recipe on a built-in dataset, test it, save and export it."""
 
 import argparse
-import sys
 
 
 def _shape(text):
@@ -24,8 +23,8 @@ def add_parser(subparsers):
             "Train a zoo recipe on a built-in offline dataset, with a progress bar, and print its\n"
             "test accuracy. With no arguments: the default recipe `vqa` on easy-VQA.\n\n"
             "Writes into the output folder (default saved_models/<model>-<dataset>):\n"
-            "  model.keras         the trained Keras model\n"
-            "  preprocessor.json   image shape, vocabulary and class names\n"
+            "  model.keras         the trained model, with its preprocessor (image shape,\n"
+            "                      vocabulary, class names) inside\n"
             "  history.png         training curves (loss, accuracy; train and validation)\n"
             "  metrics.json        test accuracy, parameters, wall time, settings, versions\n"
             "  saved_model/        a SavedModel that takes raw image bytes and raw strings\n\n"
@@ -90,36 +89,32 @@ def run(args):
     import mmkeras
     from mmkeras.training import train
 
-    try:
-        overrides = None
-        if args.tiny:
-            overrides = {
-                k: v
-                for k, v in mmkeras.get_entry(args.model).tiny.items()
-                if k not in ("image_shape", "sequence_length", "vocab_size")
-            }
-        result = train(
-            args.model,
-            args.dataset,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            learning_rate=args.learning_rate,
-            seed=args.seed,
-            output=args.output,
-            precision=args.precision,
-            strategy=args.strategy,
-            backup_dir=args.backup_dir,
-            max_steps=args.max_steps,
-            limit=args.limit,
-            validation_split=args.validation_split,
-            image_shape=args.image_shape,
-            model_overrides=overrides,
-            export=args.export,
-            verbose=0 if args.quiet else 1,
-        )
-        if args.quiet:
-            print(f"Test accuracy: {result.metrics['test_accuracy']:.4f}" + (f"  (saved to {result.output})" if result.output else ""))
-        return 0
-    except (ValueError, FileNotFoundError) as error:
-        print(f"mmkeras train: error: {error}", file=sys.stderr)
-        return 2
+    overrides = None
+    if args.tiny:
+        overrides = {
+            k: v
+            for k, v in mmkeras.get_entry(args.model).tiny.items()
+            if k not in ("image_shape", "sequence_length", "vocab_size")
+        }
+    result = train(
+        args.model,
+        args.dataset,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        output=args.output,
+        precision=args.precision,
+        strategy=args.strategy,
+        backup_dir=args.backup_dir,
+        max_steps=args.max_steps,
+        limit=args.limit,
+        validation_split=args.validation_split,
+        image_shape=args.image_shape,
+        model_overrides=overrides,
+        export=args.export,
+        verbose=0 if args.quiet else 1,
+    )
+    if args.quiet:
+        print(f"Test accuracy: {result.metrics['test_accuracy']:.4f}" + (f"  (saved to {result.output})" if result.output else ""))
+    return 0

@@ -39,8 +39,8 @@ class DatasetSplits:
         image_shape: `(height, width, channels)` of the images.
         sequence_length: int, token ids per text that covers the longest text.
         description: one paragraph on what the dataset is (and is not).
-        extra_metrics: None or `fn(model, preprocessor, batch_size) -> dict` of further test
-            metrics (Fashion-MNIST's 10-way caption ranking).
+        extra_metrics: None or `fn(task, batch_size) -> dict` of further test metrics
+            (Fashion-MNIST's 10-way caption ranking).
     """
 
     name: str

@@ -105,8 +105,13 @@ def _split(folder, split, limit, seed):
     return examples
 
 
-def ranking_accuracy(model, preprocessor, examples, batch_size=256):
+def ranking_accuracy(model, examples, batch_size=256):
     """10-way caption ranking: score each photo against the 10 class captions, take the best.
+
+    Args:
+        model: a trained task (`mmkeras.tasks.Task`) with a binary match output.
+        examples: the `Examples` of photos to rank (with their `classes`).
+        batch_size: int. Defaults to `256`.
 
     Returns the share of photos whose best caption is their own class (= 10-class accuracy).
     """
@@ -114,8 +119,7 @@ def ranking_accuracy(model, preprocessor, examples, batch_size=256):
     photos = examples.example_images()
     texts = np.array([caption(c) for c in range(k)] * n, dtype=object)
     pairs = Examples(photos, texts, image_index=np.repeat(np.arange(n), k), verbose=False)
-    inputs = [name for name in ("image", "text") if name in model.input]
-    dataset = pairs.to_dataset(preprocessor, batch_size=batch_size, inputs=inputs, with_labels=False)
+    dataset = pairs.to_dataset(task=model, batch_size=batch_size, with_labels=False)
     scores = np.asarray(model.predict(dataset, verbose=0)).reshape(n, k)
     return float(np.mean(scores.argmax(axis=1) == examples.classes))
 
@@ -155,8 +159,8 @@ def load_fashion_mnist_captions(*, validation_split=0.1, seed=0, limit=None, ver
         image_shape=IMAGE_SHAPE,
         sequence_length=max(len(t.split()) for t in TEMPLATES) + max(len(c.split()) for c in CLASS_NAMES) - 1,
         description=DESCRIPTION,
-        extra_metrics=lambda model, preprocessor, batch_size=256: {
-            "ranking_accuracy": ranking_accuracy(model, preprocessor, test, batch_size)
+        extra_metrics=lambda model, batch_size=256: {
+            "ranking_accuracy": ranking_accuracy(model, test, batch_size)
         },
     )
 

@@ -384,6 +384,7 @@ class Examples:
         self,
         preprocessor=None,
         *,
+        task=None,
         batch_size=64,
         shuffle=False,
         seed=None,
@@ -398,6 +399,9 @@ class Examples:
         Args:
             preprocessor: a `mmkeras.preprocessing.Preprocessor` (its vocabulary tokenizes raw
                 texts); may be None when texts are token ids or absent.
+            task: an `mmkeras.tasks.Task`, instead of `preprocessor`, `inputs` and `raw_text`:
+                the batches then fit that model (its preprocessor, its inputs, raw strings if it
+                tokenizes inside its graph). Defaults to `None`.
             batch_size: int, the (global) batch size. Defaults to `64`.
             shuffle: bool, shuffle the examples each epoch. Defaults to `False`.
             seed: int or None, the shuffle seed (same seed, same order). Defaults to `None`.
@@ -409,6 +413,9 @@ class Examples:
             with_labels: bool, yield `(inputs, labels)`; `False` yields inputs only.
         """
         check_positive_int("batch_size", batch_size)
+        if task is not None:
+            preprocessor, inputs = task.preprocessor, tuple(task.input_kinds)
+            raw_text = task.input_kinds.get("text") == "text"
         inputs = tuple(inputs)
         if "image" in inputs and getattr(preprocessor, "image_shape", None) and self.images is not None:
             source = self.resized(preprocessor.image_shape)

@@ -1,0 +1,162 @@
+"""Run folders: what `mmkeras.train` writes, and reading it back.
+
+A run folder holds:
+
+    model.keras     the trained task, its preprocessor (image shape, vocabulary, class names)
+                    inside: `keras.saving.load_model(path, safe_mode=True)` is the whole model
+    history.png     the training curves (loss and accuracy, train and validation)
+    metrics.json    test metrics, parameters, wall time, settings, versions, machine
+    saved_model/    a TensorFlow SavedModel serving raw image bytes and raw strings
+
+It is written under a temporary name and moved into place when complete (`mmkeras.atomic`), so
+an error never leaves a half-written folder. Folders written by mmkeras 0.1 (a plain model plus
+`preprocessor.json`) still load: `load_run` wraps them as a `ModelTask` with the head their
+`metrics.json` recorded.
+"""
+
+import json
+import os
+import platform
+
+import keras
+import numpy as np
+
+from mmkeras.atomic import atomic_folder, check_target
+
+MODEL_FILE = "model.keras"
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.png"
+SAVED_MODEL_DIR = "saved_model"
+DEFAULT_OUTPUT_ROOT = "saved_models"
+WHAT = "an mmkeras run folder (with metrics.json)"
+
+
+def default_output(model, dataset):
+    """`saved_models/<model>-<dataset>` (relative to the current folder)."""
+    return os.path.join(DEFAULT_OUTPUT_ROOT, f"{model}-{dataset}")
+
+
+def is_run_folder(path):
+    """Whether `path` is a folder an mmkeras run wrote (which a new run may replace), or empty."""
+    if not os.path.isdir(path) or os.path.islink(path):
+        return False
+    entries = os.listdir(path)
+    return not entries or METRICS_FILE in entries
+
+
+def check_output(output):
+    """The absolute output path; raise unless it is new, empty or an earlier run's folder."""
+    output = os.path.abspath(os.fspath(output))
+    if os.path.isfile(output):
+        raise ValueError(f"`output` must be a folder, not an existing file. Received: output={output!r}")
+    try:
+        check_target(output, True, is_run_folder, WHAT)
+    except ValueError:
+        raise ValueError(
+            "`output` must be a new folder or the folder of an earlier mmkeras run (which is "
+            f"replaced); this one holds other files. Received: output={output!r}"
+        ) from None
+    return output
+
+
+def write_run(output, model, history, metrics, *, export=True, started=None, verbose=0):
+    """Write a run folder atomically: model, curves, SavedModel, then metrics (last).
+
+    `metrics["files"]` is filled in with what the folder holds, and `metrics["total_wall_time_s"]`
+    with the time since `started` (a `time.perf_counter()` value) when given. Returns `output`.
+    """
+    import time
+
+    from mmkeras.training.reporting import plot_history
+
+    with atomic_folder(output, overwrite=True, replaceable=is_run_folder, what=WHAT) as staging:
+        model.save(os.path.join(staging, MODEL_FILE))
+        plot_history(history, os.path.join(staging, HISTORY_FILE), title=f"{metrics['model']} on {metrics['dataset']}")
+        if export:
+            from mmkeras.export import export_model
+
+            if verbose:
+                print("Exporting a SavedModel ...")
+            export_model(model, os.path.join(staging, SAVED_MODEL_DIR))
+        if started is not None:
+            metrics["total_wall_time_s"] = round(time.perf_counter() - started, 2)
+        metrics["files"] = sorted({*os.listdir(staging), METRICS_FILE})
+        with open(os.path.join(staging, METRICS_FILE), "w", encoding="utf-8") as f:
+            json.dump(metrics, f, indent=2)
+    return output
+
+
+def run_info(path):
+    """The run's `metrics.json` as a dict ({} when missing or unreadable)."""
+    try:
+        with open(os.path.join(path, METRICS_FILE), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def load_run(path):
+    """Load the task a run folder holds (a folder written by `train`, or a `.keras` file).
+
+    Example:
+
+    >>> import mmkeras
+    >>> result = mmkeras.train(epochs=1, limit=300, max_steps=2, output="/tmp/mmkeras-doc-run",
+    ...                        export=False, verbose=0)
+    >>> model = load_run("/tmp/mmkeras-doc-run")
+    >>> type(model).__name__, model.preprocessor.class_names[:2]
+    ('FusionClassifier', ['circle', 'green'])
+    """
+    import mmkeras  # noqa: F401  (registers mmkeras' classes for deserialization)
+    from mmkeras.tasks import ModelTask, Task
+
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise ValueError(f"`model` must be a run folder or a .keras file. Received: model={path!r}") from None
+    model_file = path if path.endswith(".keras") and os.path.isfile(path) else os.path.join(path, MODEL_FILE)
+    if not os.path.isfile(model_file):
+        raise ValueError(
+            f"`model` must be a folder written by `mmkeras train` (holding {MODEL_FILE}) or a .keras file. "
+            f"Received: model={path!r}" + ("" if os.path.exists(path) else " (it does not exist)")
+        )
+    model = keras.saving.load_model(model_file, safe_mode=True)
+    if isinstance(model, Task):
+        return model
+    return ModelTask.from_v0_1_run(os.path.dirname(os.path.abspath(model_file)))
+
+
+def versions():
+    """Versions of mmkeras and what it runs on."""
+    import tensorflow as tf
+
+    from mmkeras import __version__
+
+    return {
+        "mmkeras": __version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def machine():
+    """The CPU, core count, GPUs, platform and load average."""
+    import tensorflow as tf
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+        "platform": platform.platform(),
+    }
+    if hasattr(os, "getloadavg"):
+        info["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    return info
