@@ -23,7 +23,7 @@ def run_dir(tmp_path_factory):
 
 
 def test_train_writes_every_artifact(run_dir):
-    assert sorted(os.listdir(run_dir)) == ["history.png", "metrics.json", "model.keras", "preprocessor.json", "saved_model"]
+    assert sorted(os.listdir(run_dir)) == ["history.png", "metrics.json", "model.keras", "saved_model"]
     with open(os.path.join(run_dir, "metrics.json")) as f:
         metrics = json.load(f)
     assert metrics["model"] == "vqa" and metrics["dataset"] == "easy_vqa"
@@ -34,8 +34,10 @@ def test_train_writes_every_artifact(run_dir):
     assert metrics["precision"] in ("float32", "mixed_bfloat16")
     with open(os.path.join(run_dir, "history.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    model, preprocessor = load_run(run_dir)
-    assert model.output_names == ["answer"] and len(preprocessor.class_names) == 13
+    assert metrics["head"] == {"kind": "multiclass", "name": "answer", "num_classes": 13}
+    model = load_run(run_dir)  # the whole model, its preprocessor inside
+    assert isinstance(model, mmkeras.tasks.FusionClassifier) and model.compiled
+    assert model.output_names == ["answer"] and len(model.preprocessor.class_names) == 13
     assert os.path.isfile(os.path.join(run_dir, "saved_model", "saved_model.pb"))
     assert not [n for n in os.listdir(os.path.dirname(run_dir)) if n.endswith(".partial")]
 
@@ -50,10 +52,10 @@ def test_predict_prints_the_models_own_answer(run_dir, tmp_path, capsys):
     path = tmp_path / "image.png"
     path.write_bytes(tf.io.encode_png(image).numpy())
     # The model's own answer, through the training pipeline (the image table, not the file).
-    model, preprocessor = load_run(run_dir)
-    dataset = splits.test.subset([0]).to_dataset(preprocessor, batch_size=1)
+    model = load_run(run_dir)
+    dataset = splits.test.subset([0]).to_dataset(task=model, batch_size=1)
     probabilities = model.predict(dataset, verbose=0)[0]
-    expected = preprocessor.class_names[int(np.argmax(probabilities))]
+    expected = model.preprocessor.class_names[int(np.argmax(probabilities))]
     capsys.readouterr()
     assert cli.main(["predict", run_dir, str(path), question]) == 0
     answer, rest = capsys.readouterr().out.strip().split("\t")
@@ -132,7 +134,7 @@ def test_predict_rejects_a_missing_or_corrupt_image(run_dir, tmp_path, capsys):
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG not really")
     assert cli.main(["predict", run_dir, str(corrupt), "what shape?"]) == 2
-    assert "`image` must be an encoded PNG" in capsys.readouterr().err
+    assert "`image` must be encoded PNG" in capsys.readouterr().err
 
 
 def test_help_explains_each_command(capsys):

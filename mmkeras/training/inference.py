@@ -75,8 +75,12 @@ def evaluate(model, dataset=None, *, split="test", batch_size=256, limit=None, v
 
 def _one_image(image):
     """One image (a path, encoded bytes or an array `(h, w, c)`) as a batch of one."""
-    if isinstance(image, (str, os.PathLike, bytes, bytearray)):
-        return [bytes(image) if isinstance(image, bytearray) else image]
+    if isinstance(image, (str, os.PathLike)):
+        if not os.path.isfile(image):
+            raise ValueError(f"`image` must be an existing image file. Received: image={os.fspath(image)!r} (no such file)")
+        return [image]
+    if isinstance(image, (bytes, bytearray)):
+        return [bytes(image)]
     if isinstance(image, np.ndarray) and image.ndim in (2, 3):
         return image[None]
     raise ValueError(
