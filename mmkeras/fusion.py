@@ -1,7 +1,8 @@
 """Fusion layers: combine two or more modality vectors `(batch, width_i)` into one vector.
 
-Every layer here is a serializable Keras layer written with `keras.ops`, so it runs on the
-TensorFlow, JAX and PyTorch backends. Layers that need a common width project each modality
+Every layer here is a serializable Keras layer written with `keras.ops`: the test suite runs
+them on the TensorFlow and JAX backends (`tests/test_backends.py`); other Keras backends are not
+tested. Layers that need a common width project each modality
 with its own learned matrix to `units` first; where `units` is `None` and the inputs already
 share a width, no projection is made.
 

@@ -87,12 +87,6 @@ def check_fraction(name, value):
     return float(value)
 
 
-def check_callable_or_none(name, value, what):
-    if value is not None and not callable(value):
-        raise ValueError(f"`{name}` must be {what}. {received(name, value)}")
-    return value
-
-
 def check_kwargs(name, kind, funcs, kwargs, extra=()):
     """Raise unless every key of `kwargs` is a parameter of one of `funcs` (or in `extra`).
 

@@ -32,6 +32,7 @@ Example:
 (TensorShape([2, 32, 32, 3]), TensorShape([2, 8]))
 """
 
+import copy
 import os
 
 import keras
@@ -326,8 +327,7 @@ class Examples:
         indices = np.asarray(indices, dtype="int64")
         if indices.size == 0:
             raise ValueError("`indices` must select at least one example. Received: an empty selection")
-        new = object.__new__(Examples)
-        new.__dict__.update(self.__dict__)
+        new = copy.copy(self)  # shares the image table
         new._length = len(indices)
         if self.texts is not None:
             new.texts = self.texts[indices]
@@ -349,8 +349,7 @@ class Examples:
         image_shape = check_image_shape("image_shape", image_shape)
         if self.images is None or tuple(self.image_shape) == image_shape:
             return self
-        new = object.__new__(Examples)
-        new.__dict__.update(self.__dict__)
+        new = copy.copy(self)
         new.images = fit_images(self.images, image_shape)
         new.image_shape = image_shape
         return new
@@ -554,9 +553,17 @@ def _streaming_dataset(
                 raise ValueError(
                     f"`images` must name existing image files. Received: images[{i}]={path!r} (no such file)"
                 )
-    # Texts, lengths and labels are checked by Examples (with a 1x1 stand-in image table).
-    stand_in = np.zeros((len(items), 1, 1, preprocessor.image_shape[-1]), "uint8")
-    examples = Examples(stand_in, texts, labels, head=head, verbose=False)
+    # Texts and labels are checked as for in-memory examples (lengths against the images).
+    if texts is not None:
+        text_examples = Examples(None, texts, labels, head=head, verbose=False)
+        if len(text_examples) != len(items):
+            raise ValueError(
+                "`images` and `texts` must have the same length (one image per text). "
+                f"Received: {len(items)} images and {len(text_examples)} texts"
+            )
+        token_ids, labels = text_examples.token_ids_for(preprocessor), text_examples.labels
+    else:
+        labels = _check_labels(labels, len(items), None, head)
 
     image_shape = preprocessor.image_shape
     decoded = tf.data.Dataset.from_tensor_slices(items)
@@ -565,14 +572,14 @@ def _streaming_dataset(
     decoded = decoded.map(lambda b: decode_image(b, image_shape), num_parallel_calls=tf.data.AUTOTUNE)
     if cache is not False:
         decoded = decoded.cache("" if cache is True else os.fspath(cache))
-    columns = {}
+    columns = {"position": np.arange(len(items), dtype="int32")}  # never empty, for zip
     if texts is not None:
-        columns["text"] = examples.token_ids_for(preprocessor)
+        columns["text"] = token_ids
     if labels is not None:
-        columns["label"] = examples.labels
+        columns["label"] = labels
     dataset = tf.data.Dataset.zip((decoded, tf.data.Dataset.from_tensor_slices(columns)))
     if shuffle:
-        dataset = dataset.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(len(items), seed=seed, reshuffle_each_iteration=True)
 
     def assemble(image, row):
         features = {"image": image}

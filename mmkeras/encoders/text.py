@@ -1,9 +1,12 @@
 """Text encoders: each builder returns a `keras.Model` from token ids to a feature vector.
 
-Token id 0 is padding (as `keras.layers.TextVectorization` produces it), so embeddings mask it
-by default and recurrent layers, attention and pooling skip padded positions.
-Raw strings become token ids through `mmkeras.preprocessing.text_vectorizer`, which the
-model builder puts in front of any of these encoders.
+Token id 0 is padding (as `keras.layers.TextVectorization` produces it). The recurrent and
+Transformer encoders mask it: their embeddings carry a mask, and recurrent layers, attention and
+pooling skip padded positions. The convolutional encoder does not mask: padded positions are
+embedded like any token and take part in its max pooling.
+Raw strings become token ids through the task's preprocessor
+(`mmkeras.preprocessing.Preprocessor`, learned with `text_vectorizer`), in the `tf.data`
+pipeline, or inside the graph for a task built with `raw_text=True`.
 """
 
 import keras
