@@ -82,7 +82,7 @@ def run_one(recipe, dataset, precision, seed, epochs, limit=None):
     from mmkeras.training import training_defaults
 
     settings = {}
-    if (recipe, None) not in mmkeras.training.TRAINING_DEFAULTS:  # a zoo recipe: the default recipe's budget
+    if not mmkeras.get_entry(recipe).training:  # a recipe without tuned settings: the default recipe's budget
         tuned = training_defaults(mmkeras.training.DEFAULT_MODEL, dataset)
         settings = dict(
             epochs=epochs,
