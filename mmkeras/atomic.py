@@ -11,14 +11,15 @@ one, never half of one. A failure removes the temporary copy and leaves the targ
 
 Example:
 
->>> import json, os, tempfile
->>> root = tempfile.mkdtemp()
+>>> import json, os
+>>> root = "demo"
+>>> os.makedirs(root)
 >>> with atomic_file(os.path.join(root, "a.json")) as tmp:
 ...     with open(tmp, "w") as f:
 ...         json.dump({"a": 1}, f)
 >>> with atomic_folder(os.path.join(root, "run")) as tmp:
 ...     open(os.path.join(tmp, "x.txt"), "w").close()
->>> sorted(os.listdir(root)), os.listdir(os.path.join(root, "run"))
+>>> sorted(os.listdir(root)), os.listdir(os.path.join(root, "run"))  # no temporary copy left
 (['a.json', 'run'], ['x.txt'])
 """
 

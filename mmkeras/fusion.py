@@ -8,8 +8,9 @@ share a width, no projection is made.
 
 Example:
 
+>>> import numpy as np
 >>> fusion = get_fusion("gated", units=32)
->>> fusion([np.ones((4, 64)), np.ones((4, 16))]).shape
+>>> tuple(fusion([np.ones((4, 64)), np.ones((4, 16))]).shape)
 (4, 32)
 """
 
@@ -121,7 +122,8 @@ class ConcatenateFusion(Fusion):
 
     Example:
 
-    >>> ConcatenateFusion()([np.ones((2, 3)), np.ones((2, 5))]).shape
+    >>> import numpy as np
+    >>> tuple(ConcatenateFusion()([np.ones((2, 3)), np.ones((2, 5))]).shape)
     (2, 8)
     """
 
@@ -135,7 +137,8 @@ class SumFusion(Fusion):
 
     Example:
 
-    >>> SumFusion(units=4)([np.ones((2, 3)), np.ones((2, 5))]).shape
+    >>> import numpy as np
+    >>> tuple(SumFusion(units=4)([np.ones((2, 3)), np.ones((2, 5))]).shape)
     (2, 4)
     """
 
@@ -154,7 +157,8 @@ class WeightedSumFusion(Fusion):
 
     Example:
 
-    >>> WeightedSumFusion(units=4)([np.ones((2, 3)), np.ones((2, 5))]).shape
+    >>> import numpy as np
+    >>> tuple(WeightedSumFusion(units=4)([np.ones((2, 3)), np.ones((2, 5))]).shape)
     (2, 4)
     """
 
@@ -180,7 +184,8 @@ class ProductFusion(Fusion):
 
     Example:
 
-    >>> ProductFusion()([np.ones((2, 3)), np.ones((2, 3))]).shape
+    >>> import numpy as np
+    >>> tuple(ProductFusion()([np.ones((2, 3)), np.ones((2, 3))]).shape)
     (2, 3)
     """
 
@@ -205,7 +210,8 @@ class GatedFusion(Fusion):
 
     Example:
 
-    >>> GatedFusion(units=8)([np.ones((2, 3)), np.ones((2, 5))]).shape
+    >>> import numpy as np
+    >>> tuple(GatedFusion(units=8)([np.ones((2, 3)), np.ones((2, 5))]).shape)
     (2, 8)
     """
 
@@ -244,7 +250,8 @@ class AttentionFusion(Fusion):
 
     Example:
 
-    >>> AttentionFusion(units=8)([np.ones((2, 3)), np.ones((2, 5))]).shape
+    >>> import numpy as np
+    >>> tuple(AttentionFusion(units=8)([np.ones((2, 3)), np.ones((2, 5))]).shape)
     (2, 8)
     """
 
@@ -290,7 +297,8 @@ class TensorFusion(Fusion):
 
     Example:
 
-    >>> TensorFusion(units=4)([np.ones((2, 3)), np.ones((2, 5))]).shape
+    >>> import numpy as np
+    >>> tuple(TensorFusion(units=4)([np.ones((2, 3)), np.ones((2, 5))]).shape)
     (2, 25)
     """
 
@@ -321,7 +329,8 @@ class LowRankTensorFusion(Fusion):
 
     Example:
 
-    >>> LowRankTensorFusion(units=8, rank=2)([np.ones((2, 3)), np.ones((2, 5))]).shape
+    >>> import numpy as np
+    >>> tuple(LowRankTensorFusion(units=8, rank=2)([np.ones((2, 3)), np.ones((2, 5))]).shape)
     (2, 8)
     """
 
@@ -374,7 +383,8 @@ class SequenceFusion(Fusion):
 
     Example:
 
-    >>> SequenceFusion(units=8)([np.ones((2, 3)), np.ones((2, 5))]).shape
+    >>> import numpy as np
+    >>> tuple(SequenceFusion(units=8)([np.ones((2, 3)), np.ones((2, 5))]).shape)
     (2, 8)
     """
 

@@ -7,13 +7,14 @@ layer), so probabilities and losses stay float32 under every policy.
 
 Example:
 
+>>> import mmkeras
 >>> from mmkeras import precision
 >>> precision.resolve_precision("float32")
 'float32'
 >>> with precision.precision_scope("mixed_bfloat16"):
 ...     model = mmkeras.get_model("s0", **mmkeras.get_entry("s0").tiny)
->>> model.get_layer("label").dtype_policy.name
-'float32'
+>>> model.get_layer("hidden_dense1").compute_dtype, model.get_layer("label").compute_dtype  # head in float32
+('bfloat16', 'float32')
 """
 
 import contextlib

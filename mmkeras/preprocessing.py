@@ -201,8 +201,10 @@ class Preprocessor:
 
     >>> vectorizer = text_vectorizer(["is it red?", "what shape?"], sequence_length=4)
     >>> pre = Preprocessor.from_vectorizer(vectorizer, image_shape=(8, 8, 3), class_names=["no", "yes"])
+    >>> pre.vocabulary  # padding, OOV, then the most frequent first (ties in reverse order)
+    ['', '[UNK]', 'what', 'shape', 'red', 'it', 'is']
     >>> pre.texts_to_ids(["is it blue?"]).numpy().tolist()  # 'blue' is out of vocabulary (1)
-    [[2, 3, 1, 0]]
+    [[6, 5, 1, 0]]
     >>> Preprocessor.from_config(pre.get_config()).class_names
     ['no', 'yes']
     """

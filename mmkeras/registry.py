@@ -11,6 +11,8 @@ Example:
 >>> "s1" in mmkeras.list_models()
 True
 >>> model = mmkeras.get_model("s1", image_shape=(32, 32, 3), vocab_size=100)
+>>> tuple(model.input["image"].shape), tuple(model.input["text"].shape)
+((None, 32, 32, 3), (None, 100))
 """
 
 import dataclasses

@@ -54,7 +54,7 @@ def read_idx(path):
 
     Example:
 
-    >>> read_idx("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz").shape
+    >>> read_idx(os.path.join(data_dir(), "t10k-labels-idx1-ubyte.gz")).shape
     (10000,)
     """
     with gzip.open(path, "rb") as f:
@@ -136,8 +136,10 @@ def load_fashion_mnist_captions(*, validation_split=0.1, seed=0, limit=None, ver
     Example:
 
     >>> splits = load_fashion_mnist_captions(limit=100)
-    >>> splits.train.texts[:2].tolist(), splits.train.labels[:2].tolist()
-    [..., ...]
+    >>> [CLASS_NAMES[c] for c in splits.train.classes[:2]]  # what the first two photos show
+    ['ankle boot', 't-shirt or top']
+    >>> splits.train.texts[:2].tolist(), splits.train.labels[:2].tolist()  # 1: the caption matches
+    (['this is a sandal', 'this is a t-shirt or top'], [0, 1])
     """
     folder = data_dir()
     train = _split(folder, "train", limit, seed)

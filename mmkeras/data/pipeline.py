@@ -504,7 +504,16 @@ def make_dataset(
 
     Example:
 
-    >>> dataset = make_dataset(["cat.png", "dog.jpg"], ["a cat", "a dog"], [1, 0], preprocessor=pre)
+    >>> from mmkeras.preprocessing import Preprocessor, text_vectorizer
+    >>> photo = np.zeros((48, 40, 3), "uint8")
+    >>> tf.io.write_file("cat.png", tf.io.encode_png(photo))
+    >>> tf.io.write_file("dog.jpg", tf.io.encode_jpeg(photo))
+    >>> pre = Preprocessor.from_vectorizer(text_vectorizer(["a cat", "a dog"], sequence_length=4),
+    ...                                    image_shape=(32, 32, 3))
+    >>> dataset = make_dataset(["cat.png", "dog.jpg"], ["a cat", "a dog"], [1, 0], preprocessor=pre, batch_size=2)
+    >>> inputs, labels = next(iter(dataset))  # images decoded and resized, texts tokenized
+    >>> tuple(inputs["image"].shape), inputs["text"].numpy().tolist(), labels.numpy().tolist()
+    ((2, 32, 32, 3), [[2, 4, 0, 0], [2, 3, 0, 0]], [1, 0])
     """
     image_shape = getattr(preprocessor, "image_shape", None)
     if in_memory or images is None or image_form(images) == "arrays":

@@ -36,8 +36,9 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
 
     Example:
 
+    >>> import numpy as np
     >>> layer = TokenAndPositionEmbedding(vocab_size=100, sequence_length=8, embedding_dim=16)
-    >>> layer(np.zeros((2, 8), "int32")).shape
+    >>> tuple(layer(np.zeros((2, 8), "int32")).shape)
     (2, 8, 16)
     """
 

@@ -10,10 +10,9 @@ def plot_history(history, path, title=None):
 
     Example:
 
-    >>> import os, tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "history.png")
-    >>> plot_history({"loss": [0.9, 0.4], "val_loss": [0.8, 0.5]}, path)
-    >>> os.path.getsize(path) > 0
+    >>> import os
+    >>> plot_history({"loss": [0.9, 0.4], "val_loss": [0.8, 0.5]}, "history.png")
+    >>> os.path.getsize("history.png") > 0
     True
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -100,10 +100,11 @@ def load_run(path):
 
     Example:
 
-    >>> import mmkeras
-    >>> result = mmkeras.train(epochs=1, limit=300, max_steps=2, output="/tmp/mmkeras-doc-run",
-    ...                        export=False, verbose=0)
-    >>> model = load_run("/tmp/mmkeras-doc-run")
+    >>> import os, mmkeras
+    >>> result = mmkeras.train(epochs=1, limit=300, max_steps=2, output="runs/doc", export=False, verbose=0)
+    >>> sorted(os.listdir("runs/doc"))  # with export=True (the default) also saved_model/
+    ['history.png', 'metrics.json', 'model.keras']
+    >>> model = load_run("runs/doc")
     >>> type(model).__name__, model.preprocessor.class_names[:2]
     ('FusionClassifier', ['circle', 'green'])
     """
