@@ -1,10 +1,12 @@
 """Export: SavedModels that serve raw image bytes and strings, `.keras` export, loading, atomic writes.
 
-The default run checks one representative model per registered family (plus the models whose
-inputs or outputs differ: grey images and a logit output, image-only, multi-task, raw-string
-input) against every consumer: in-process signatures, `keras.layers.TFSMLayer`, a fresh Python
-process that never imports mmkeras, `saved_model_cli show` and `saved_model_cli run`. The slow
-run (`-m slow`) does the same for every registered model.
+Every model is a task carrying its preprocessor (`model.preprocessor`): `export_model(model, path)`
+needs nothing else. The default run checks one representative model per registered family (plus
+the models whose inputs or outputs differ: grey images and a logit output, image-only,
+multi-task, raw-string input, multilabel and regression heads) against every consumer:
+in-process signatures, `keras.layers.TFSMLayer`, a fresh Python process that never imports
+mmkeras, `saved_model_cli show` and `saved_model_cli run`. The slow run (`-m slow`) does the same
+for every registered model.
 """
 
 import json
@@ -19,8 +21,10 @@ import pytest
 import tensorflow as tf
 
 import mmkeras
+from mmkeras.atomic import _umask
 from mmkeras.export import METADATA_FILE, PREPROCESSOR_FILE, SERVING_SIGNATURE, TENSORS_SIGNATURE
 from mmkeras.preprocessing import Preprocessor, text_vectorizer
+from mmkeras.tasks import FusionClassifier, ModelTask, Task
 
 ATOL = 1e-5
 BATCH_SIZES = (1, 3)
@@ -44,57 +48,67 @@ DEFAULT_MODELS = sorted(set(representatives()) | {n for n in SPECIAL if n in mmk
 
 
 # ---------------------------------------------------------------------------------------------
-# Cases: a tiny model, its preprocessor, raw requests and the live model's answers.
+# Cases: a tiny task carrying its preprocessor, raw requests and the live model's answers.
 
 
-def tiny(name):
-    return mmkeras.get_model(name, **mmkeras.get_entry(name).tiny)
+def heads_of(model):
+    """The task's single-output heads (the heads of a multi-task head)."""
+    return list(model.head.heads.values()) if model.head.kind == "multitask" else [model.head]
 
 
 def class_names_for(model):
     """Class names for single-output classifiers; None otherwise (then indices are served)."""
-    if isinstance(model.output, dict):
-        return None
-    units = model.output.shape[-1]
-    return ["no", "yes"] if units == 1 else [f"class_{i}" for i in range(units)]
+    head = model.head
+    if head.kind == "binary":
+        return ["no", "yes"]
+    if head.kind in ("multiclass", "multilabel"):
+        return [f"class_{i}" for i in range(head.units)]
+    return None
 
 
 def preprocessor_for(model, class_names=None):
-    """A Preprocessor fitted to the model's inputs: its image shape, a small vocabulary."""
-    image = model.input.get("image")
-    text = model.input.get("text")
-    image_shape = tuple(image.shape[1:]) if image is not None else None
-    if text is None or text.dtype == "string":
+    """A Preprocessor fitted to the task's inputs: its image shape, a small vocabulary."""
+    kinds = model.input_kinds
+    image_shape = tuple(model.input["image"].shape[1:]) if "image" in kinds else None
+    if kinds.get("text") != "token_ids":
         return Preprocessor(image_shape=image_shape, class_names=class_names)
-    vectorizer = text_vectorizer(WORDS[:12], vocab_size=32, sequence_length=text.shape[1])  # later words are OOV
+    length = model.input["text"].shape[1]
+    vectorizer = text_vectorizer(WORDS[:12], vocab_size=32, sequence_length=length)  # later words are OOV
     return Preprocessor.from_vectorizer(vectorizer, image_shape=image_shape, class_names=class_names)
+
+
+def tiny(name, class_names="auto"):
+    """The registered model `name` at its test size, carrying a preprocessor fitted to it."""
+    model = mmkeras.get_model(name, **mmkeras.get_entry(name).tiny)
+    model.preprocessor = preprocessor_for(model, class_names_for(model) if class_names == "auto" else class_names)
+    return model
 
 
 def make_request(model, n, seed):
     """Raw inputs (PNG and JPEG bytes of various sizes, RGB or grey; strings) for `n` examples."""
     rng = np.random.default_rng(seed)
     request = {}
-    if "image" in model.input:
+    if "image" in model.input_kinds:
         images = []
         for i in range(n):
             shape = (int(rng.integers(8, 48)), int(rng.integers(8, 48)), 1 if i % 3 == 2 else 3)
             pixels = tf.constant(rng.integers(0, 256, size=shape, dtype=np.uint8))
             images.append((tf.io.encode_png if i % 2 == 0 else tf.io.encode_jpeg)(pixels).numpy())
         request["image"] = np.array(images, dtype=object)
-    if "text" in model.input:
+    if "text" in model.input_kinds:
         texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 9)))).capitalize() + "?" for _ in range(n)]
         request["text"] = np.array(texts, dtype=object)
     return request
 
 
-def to_tensors(model, preprocessor, request):
-    """What training's preprocessing makes of a raw request (the same Preprocessor functions)."""
+def to_tensors(model, request):
+    """What training's preprocessing makes of a raw request (the task's own Preprocessor)."""
     tensors = {}
     if "image" in request:
-        tensors["image"] = preprocessor.decode_images(tf.constant(request["image"])).numpy()
+        tensors["image"] = model.preprocessor.decode_images(tf.constant(request["image"])).numpy()
     if "text" in request:
         text = tf.constant(request["text"])
-        tensors["text"] = text.numpy() if model.input["text"].dtype == "string" else preprocessor.texts_to_ids(text).numpy()
+        tensors["text"] = text.numpy() if model.input_kinds["text"] == "text" else model.preprocessor.texts_to_ids(text).numpy()
     return tensors
 
 
@@ -106,36 +120,44 @@ def live_outputs(model, tensors):
 
 
 def expected_keys(model):
+    """The named outputs docs/serving.md promises for the task's heads."""
     keys = set()
-    for name, tensor in (model.output.items() if isinstance(model.output, dict) else [(model.output_names[0], model.output)]):
-        keys |= {name, f"{name}_class"}
-        if tensor._keras_history[0].activation.__name__ == "linear":  # a logit output (s2)
-            keys.add(f"{name}_probability")
+    for head in heads_of(model):
+        keys.add(head.name)
+        if head.kind in ("binary", "multiclass"):
+            keys.add(f"{head.name}_class")
+        if head.kind == "binary" and head.from_logits:  # a logit output (s2)
+            keys.add(f"{head.name}_probability")
+        if head.kind == "multilabel":
+            keys.add(f"{head.name}_on")
     return keys
 
 
-class Case:
-    """An exported model with its requests and the live model's answers at each batch size."""
+def class_names_by_output(model):
+    names = model.class_names()
+    if isinstance(names, dict):
+        return names
+    return {model.output_names[0]: names} if names else {}
 
-    def __init__(self, name, model, preprocessor, path, class_names=None):
+
+class Case:
+    """An exported task with its requests and the live model's answers at each batch size."""
+
+    def __init__(self, name, model, path, class_names=None):
         self.name, self.path = name, path
-        self.class_names = class_names or {}
+        self.class_names = class_names_by_output(model) if class_names is None else class_names
+        self.heads = {head.name: head for head in heads_of(model)}
         self.keys = expected_keys(model)
         self.requests, self.tensors, self.expected = {}, {}, {}
         for n in BATCH_SIZES:
             self.requests[n] = make_request(model, n, seed=n)
-            self.tensors[n] = to_tensors(model, preprocessor, self.requests[n])
+            self.tensors[n] = to_tensors(model, self.requests[n])
             self.expected[n] = live_outputs(model, self.tensors[n])
 
 
-def export_case(name, root, model=None, preprocessor=None, class_names=None):
+def export_case(name, root, model=None):
     model = model or tiny(name)
-    if preprocessor is None:
-        preprocessor = preprocessor_for(model, class_names_for(model))
-    path = mmkeras.export_model(model, os.path.join(root, name), preprocessor=preprocessor, class_names=class_names)
-    if class_names is None and preprocessor.class_names:
-        class_names = {model.output_names[0]: preprocessor.class_names}
-    return Case(name, model, preprocessor, path, class_names)
+    return Case(name, model, mmkeras.export_model(model, os.path.join(root, name)))
 
 
 def as_numpy(outputs):
@@ -143,17 +165,25 @@ def as_numpy(outputs):
 
 
 def assert_matches(case, n, outputs, where):
-    """Served outputs equal the live model's (atol 1e-5); `<name>_class` is its top class."""
+    """Served outputs equal the live model's (atol 1e-5); `<name>_class` is its top class,
+    `<name>_on` its labels at or above the head's threshold."""
     outputs = as_numpy(outputs)
     assert set(outputs) == case.keys, f"{case.name} via {where}: outputs {sorted(outputs)}"
     for name, expected in case.expected[n].items():
         np.testing.assert_allclose(outputs[name], expected, atol=ATOL, err_msg=f"{case.name} {name} via {where}")
         assert outputs[name].shape == expected.shape
+        head = case.heads[name]
+        if head.kind == "multilabel":
+            sure = np.abs(expected - head.threshold) > 1e-4  # ties at float precision may go either way
+            np.testing.assert_array_equal(outputs[f"{name}_on"][sure], (expected >= head.threshold)[sure])
+            continue
+        if head.kind not in ("binary", "multiclass"):
+            continue
         probabilities = expected
         if f"{name}_probability" in outputs:
             probabilities = 1 / (1 + np.exp(-expected.astype("float64")))
             np.testing.assert_allclose(outputs[f"{name}_probability"], probabilities, atol=ATOL)
-        if probabilities.shape[-1] == 1:
+        if head.kind == "binary":
             index, margin = (probabilities[:, 0] >= 0.5).astype(int), np.abs(probabilities[:, 0] - 0.5)
         else:
             top2 = np.sort(probabilities, axis=-1)[:, -2:]
@@ -266,13 +296,12 @@ def check_saved_model_cli_run(case, tmp_path):
 
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory):
-    root = tmp_path_factory.mktemp("exports")
+    root = str(tmp_path_factory.mktemp("exports"))
     result = {}
     for name in DEFAULT_MODELS:
-        class_names = None
-        if name == "s4_multitask":  # names for one output; the other serves class indices
-            class_names = {"image_class": [f"kind_{i}" for i in range(10)]}
-        result[name] = export_case(name, str(root), class_names=class_names)
+        # s4_multitask: names for one output; the other serves class indices.
+        class_names = {"image_class": [f"kind_{i}" for i in range(10)]} if name == "s4_multitask" else "auto"
+        result[name] = export_case(name, root, model=tiny(name, class_names))
     # A model holding its own TextVectorization: it takes raw strings in both signatures.
     vectorizer = text_vectorizer(WORDS[:10], vocab_size=32, sequence_length=8)
     model = mmkeras.build_model(
@@ -280,10 +309,35 @@ def cases(tmp_path_factory):
         text_encoder={"kind": "rnn", "embedding_dim": 8, "units": 8},
         fusion="concatenate", head="multiclass", num_classes=3,
         image_shape=(16, 16, 3), text_vectorizer=vectorizer, hidden_units=(8,), name="string_input",
+        preprocessor=Preprocessor(class_names=["red", "green", "blue"]),
     )  # fmt: skip
-    pre = Preprocessor(image_shape=(16, 16, 3), class_names=["red", "green", "blue"])
-    result["string_input"] = export_case("string_input", str(root), model=model, preprocessor=pre)
+    result["string_input"] = export_case("string_input", root, model=model)
+    # The heads that serve no class: several labels at once, and values.
+    multilabel = mmkeras.build_model(
+        image_encoder={"kind": "cnn", "filters": (4,), "output": "avg"},
+        text_encoder={"kind": "rnn", "embedding_dim": 8, "units": 8},
+        head={"kind": "multilabel", "num_labels": 3}, image_shape=(16, 16, 3), sequence_length=8,
+        vocab_size=32, hidden_units=(8,), name="multilabel",
+    )  # fmt: skip
+    multilabel.preprocessor = preprocessor_for(multilabel, ["round", "red", "small"])
+    result["multilabel"] = export_case("multilabel", root, model=multilabel)
+    result["regression"] = export_case("regression", root, model=regression_task())
     return result
+
+
+def regression_task():
+    """Your own functional Keras model (two regression outputs), made a task by naming its head."""
+    inputs = {"image": keras.Input((16, 16, 3), name="image"), "text": keras.Input((8,), dtype="int32", name="text")}
+    image = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs["image"]))
+    text = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(32, 4)(inputs["text"]))
+    outputs = keras.layers.Dense(2)(keras.layers.Concatenate()([image, text]))
+    plain = keras.Model(inputs, outputs, name="regression")
+    vectorizer = text_vectorizer(WORDS[:12], vocab_size=32, sequence_length=8)
+    preprocessor = Preprocessor.from_vectorizer(vectorizer, image_shape=(16, 16, 3))
+    return ModelTask(plain, head={"kind": "regression", "units": 2}, preprocessor=preprocessor)
+
+
+EXTRA_CASES = ["string_input", "multilabel", "regression"]
 
 
 def test_every_family_has_a_default_representative():
@@ -291,13 +345,26 @@ def test_every_family_has_a_default_representative():
     assert {mmkeras.get_entry(n).family for n in representatives()} == families
 
 
-@pytest.mark.parametrize("name", DEFAULT_MODELS + ["string_input"])
+@pytest.mark.parametrize("name", DEFAULT_MODELS + EXTRA_CASES)
 def test_signatures_match_live_model(cases, name):
     check_in_process(cases[name])
 
 
+def test_multilabel_and_regression_exports_describe_their_heads(cases):
+    metadata = json.load(open(os.path.join(cases["multilabel"].path, METADATA_FILE)))
+    outputs = metadata["signatures"][SERVING_SIGNATURE]["outputs"]
+    assert outputs["labels"] == {"dtype": "float32", "shape": [None, 3], "head": "multilabel"}
+    assert outputs["labels_on"] == {"dtype": "int32", "shape": [None, 3]}
+    assert metadata["class_names"] == {"labels": ["round", "red", "small"]}
+    metadata = json.load(open(os.path.join(cases["regression"].path, METADATA_FILE)))
+    assert metadata["signatures"][SERVING_SIGNATURE]["outputs"] == {
+        "value": {"dtype": "float32", "shape": [None, 2], "head": "regression"}
+    }
+    assert metadata["task"] == "ModelTask" and metadata["class_names"] == {}
+
+
 def test_tfsm_layer_wraps_export(cases):
-    for name in ("s0", "s3", "s4_multitask", "string_input"):
+    for name in ("s0", "s3", "s4_multitask", "string_input", "multilabel"):
         check_tfsm_layer(cases[name])
 
 
@@ -323,19 +390,22 @@ def test_saved_model_cli_run_answers_like_live_model(cases, name, tmp_path):
 def test_export_contents(cases):
     case = cases["s0"]
     files = sorted(os.listdir(case.path))
-    assert {"saved_model.pb", "variables", PREPROCESSOR_FILE, METADATA_FILE} <= set(files), files
+    assert {"saved_model.pb", "variables", METADATA_FILE} <= set(files), files
+    assert PREPROCESSOR_FILE not in files, "the preprocessor lives in mmkeras_export.json now"
     metadata = json.load(open(os.path.join(case.path, METADATA_FILE)))
-    assert metadata["format_version"] == 1 and metadata["model_name"] == "s0"
+    assert metadata["format_version"] == 2 and metadata["model_name"] == "s0" and metadata["task"] == "FusionClassifier"
     serving = metadata["signatures"][SERVING_SIGNATURE]
     assert serving["inputs"]["image"]["dtype"] == "string" and serving["inputs"]["text"]["dtype"] == "string"
-    assert set(serving["outputs"]) == case.keys
+    assert set(serving["outputs"]) == case.keys and serving["outputs"]["label"]["head"] == "binary"
     assert metadata["signatures"][TENSORS_SIGNATURE]["inputs"]["image"]["shape"] == [None, 32, 32, 3]
+    assert metadata["class_names"] == {"label": ["no", "yes"]}
     loaded, preprocessor = mmkeras.load(case.path, return_preprocessor=True)
+    assert preprocessor.get_config() == metadata["preprocessor"]
     assert preprocessor.class_names == ["no", "yes"] and preprocessor.sequence_length == 12
     assert mmkeras.export.load_preprocessor(case.path).get_config() == preprocessor.get_config()
     # The folder is readable by other users (a service account), like any file the user writes.
     mode = os.stat(case.path).st_mode & 0o777
-    assert mode & 0o055 == 0o755 & ~mmkeras.export._umask() & 0o055
+    assert mode & 0o055 == 0o755 & ~_umask() & 0o055
 
 
 def test_image_only_signatures_take_only_an_image(cases):
@@ -388,13 +458,12 @@ def test_mixed_bfloat16_model_exports(tmp_path):
         model = tiny("s4")
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
-    pre = preprocessor_for(model)
-    path = mmkeras.export_model(model, tmp_path / "s4", preprocessor=pre)
+    path = mmkeras.export_model(model, tmp_path / "s4")
     request = make_request(model, 3, seed=4)
     served = mmkeras.load(path).signatures[SERVING_SIGNATURE](**{k: tf.constant(v) for k, v in request.items()})
     assert served["sentiment"].dtype == tf.float32
     # bfloat16 keeps 8 bits of mantissa: graph and eager runs may round differently.
-    np.testing.assert_allclose(served["sentiment"], live_outputs(model, to_tensors(model, pre, request))["sentiment"], atol=1e-2)
+    np.testing.assert_allclose(served["sentiment"], live_outputs(model, to_tensors(model, request))["sentiment"], atol=1e-2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,32 +476,81 @@ def s0_model():
 
 
 def test_export_needs_a_vocabulary_for_token_ids(s0_model, tmp_path):
-    with pytest.raises(ValueError, match=r"`preprocessor` must hold the text vocabulary.*Received: preprocessor=None"):
-        mmkeras.export_model(s0_model, tmp_path / "x")
+    bare = mmkeras.get_model("s0", **mmkeras.get_entry("s0").tiny)  # a preprocessor without vocabulary
+    with pytest.raises(ValueError, match=r"`preprocessor` must hold the text vocabulary.*Received: preprocessor=Preprocessor\("):
+        mmkeras.export_model(bare, tmp_path / "x")
+    own = s0_model.preprocessor
     wrong = Preprocessor.from_vectorizer(text_vectorizer(WORDS, sequence_length=5), image_shape=(32, 32, 3))
     with pytest.raises(ValueError, match=r"`preprocessor.sequence_length` must equal .* \(12\). Received: preprocessor.sequence_length=5"):
         mmkeras.export_model(s0_model, tmp_path / "x", preprocessor=wrong)
-    wrong = preprocessor_for(s0_model)
-    wrong.image_shape = (64, 64, 3)
+    wrong = Preprocessor.from_config({**own.get_config(), "image_shape": (64, 64, 3)})
     with pytest.raises(ValueError, match=r"`preprocessor.image_shape` must match"):
         mmkeras.export_model(s0_model, tmp_path / "x", preprocessor=wrong)
+    assert s0_model.preprocessor is own, "a refused override changed the task"
     assert not os.listdir(tmp_path), "a refused export left files behind"
 
 
 def test_export_argument_errors(s0_model, tmp_path):
-    pre = preprocessor_for(s0_model)
     with pytest.raises(ValueError, match=r"`format` must be one of \['keras', 'saved_model'\].*Received: format='onnx'"):
-        mmkeras.export_model(s0_model, tmp_path / "x", preprocessor=pre, format="onnx")
-    with pytest.raises(ValueError, match=r"`model` must be a keras.Model"):
+        mmkeras.export_model(s0_model, tmp_path / "x", format="onnx")
+    with pytest.raises(ValueError, match=r"`model` must be an mmkeras task .*Received: model='s0'"):
         mmkeras.export_model("s0", tmp_path / "x")
     with pytest.raises(ValueError, match=r"`preprocessor` must be a mmkeras.preprocessing.Preprocessor"):
         mmkeras.export_model(s0_model, tmp_path / "x", preprocessor={"vocabulary": []})
-    with pytest.raises(ValueError, match=r"`class_names` for output 'label' \(binary, 1 unit\(s\)\) must hold 2 names"):
-        mmkeras.export_model(s0_model, tmp_path / "x", preprocessor=pre, class_names=["yes"])
-    with pytest.raises(ValueError, match=r"exactly one classification output"):
-        mmkeras.export_model(tiny("s4_multitask"), tmp_path / "x", preprocessor=preprocessor_for(s0_model), class_names=["a", "b"])
+    with pytest.raises(ValueError, match=r"`class_names` for output 'label' \(BinaryHead, 1 unit\(s\)\) must hold 2 names"):
+        mmkeras.export_model(s0_model, tmp_path / "x", class_names=["yes"])
+    with pytest.raises(ValueError, match=r"`class_names` of a multi-task model must be a dict"):
+        mmkeras.export_model(tiny("s4_multitask"), tmp_path / "x", class_names=["a", "b"])
+    with pytest.raises(ValueError, match=r"`overwrite` must be True or False. Received: overwrite='yes'"):
+        mmkeras.export_model(s0_model, tmp_path / "x", overwrite="yes")
     with pytest.raises(ValueError, match=r"`path` must be a str or a path-like"):
-        mmkeras.export_model(s0_model, 42, preprocessor=pre)
+        mmkeras.export_model(s0_model, 42)
+    assert s0_model.preprocessor.class_names == ["no", "yes"]
+    assert not os.listdir(tmp_path), "a refused export left files behind"
+
+
+def test_plain_keras_model_is_refused_naming_model_task(s0_model, tmp_path):
+    plain = keras.Model(s0_model.input, s0_model.output)
+    with pytest.raises(ValueError, match=r"wrap it as mmkeras.tasks.ModelTask\(model, head=\.\.\., preprocessor=\.\.\.\).*Received: model=Functional"):
+        mmkeras.export_model(plain, tmp_path / "x")
+    # Wrapped, the same model exports and serves like the task it came from.
+    task = ModelTask(plain, head="binary", preprocessor=s0_model.preprocessor)
+    case = Case("wrapped", task, mmkeras.export_model(task, tmp_path / "wrapped"))
+    for n in BATCH_SIZES:
+        np.testing.assert_allclose(case.expected[n]["label"], live_outputs(s0_model, case.tensors[n])["label"], atol=ATOL)
+    check_in_process(case)
+
+
+def test_raw_text_model_keeps_its_vocabulary(tmp_path):
+    """A model that tokenizes inside its graph is rebuilt from its preprocessor's vocabulary when
+    loaded: a preprocessor without it would write a `.keras` file that cannot load."""
+    vectorizer = text_vectorizer(WORDS[:10], vocab_size=32, sequence_length=8)
+    model = mmkeras.build_model(
+        image_encoder=None, text_encoder={"kind": "rnn", "embedding_dim": 8, "units": 8}, fusion=None,
+        text_vectorizer=vectorizer, hidden_units=(), name="raw_text",
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"must keep the model's vocabulary, sequence length and standardization"):
+        mmkeras.export_model(model, tmp_path / "raw_text.keras", format="keras", preprocessor=Preprocessor(class_names=["no", "yes"]))
+    path = mmkeras.export_model(model, tmp_path / "raw_text.keras", format="keras", class_names=["no", "yes"])
+    loaded = mmkeras.load(path)
+    assert loaded.class_names() == ["no", "yes"] and loaded.preprocessor.vocabulary == vectorizer.get_vocabulary()
+    texts = np.array(["is it red?", "a square"], dtype=object)
+    np.testing.assert_allclose(loaded({"text": texts}), model({"text": texts}), atol=1e-6)
+
+
+def test_preprocessor_and_class_names_override_for_one_export(s0_model, tmp_path):
+    own = s0_model.preprocessor
+    names = ["different", "same"]
+    path = mmkeras.export_model(s0_model, tmp_path / "renamed", class_names=names)
+    assert s0_model.preprocessor is own, "the override outlived the export"
+    case = Case("renamed", s0_model, path, class_names={"label": names})
+    check_in_process(case)
+    assert mmkeras.export.load_preprocessor(path).get_config() == {**own.get_config(), "class_names": names}
+    # A whole preprocessor (here: another vocabulary) is what the signature tokenizes with.
+    other = Preprocessor.from_vectorizer(text_vectorizer(WORDS[4:], vocab_size=32, sequence_length=12), image_shape=(32, 32, 3))
+    path = mmkeras.export_model(s0_model, tmp_path / "other", preprocessor=other, format="keras")
+    loaded = mmkeras.load(path)
+    assert loaded.preprocessor.get_config() == other.get_config() and s0_model.preprocessor is own
 
 
 # ---------------------------------------------------------------------------------------------
@@ -467,7 +585,7 @@ def test_existing_export_is_kept_unless_overwrite(s3_model, tmp_path, capfd):
     assert tree_state(path) != before
     images = make_request(other, 2, seed=5)["image"]
     served = mmkeras.load(path).signatures[SERVING_SIGNATURE](image=tf.constant(images))["label"]
-    expected = other({"image": Preprocessor(image_shape=(32, 32, 3)).decode_images(tf.constant(images))})
+    expected = other({"image": other.preprocessor.decode_images(tf.constant(images))})
     np.testing.assert_allclose(served, expected, atol=ATOL)
     assert sorted(os.listdir(tmp_path)) == ["s3"], "temporary or old folders were left behind"
 
@@ -483,14 +601,18 @@ def test_overwrite_only_replaces_exports(s3_model, tmp_path):
     precious = tmp_path / "data"
     precious.mkdir()
     (precious / "notes.txt").write_text("keep me")
-    with pytest.raises(ValueError, match=r"is not an export .* overwrite=True only replaces exports"):
+    with pytest.raises(ValueError, match=r"is not an export \(nor an empty folder\): overwrite=True only replaces an export"):
         mmkeras.export_model(s3_model, precious, overwrite=True)
     assert (precious / "notes.txt").read_text() == "keep me"
     (tmp_path / "notes.txt").write_text("keep me too")
     with pytest.raises(ValueError, match=r"is not an export"):
         mmkeras.export_model(s3_model, tmp_path / "notes.txt", overwrite=True)
     assert (tmp_path / "notes.txt").read_text() == "keep me too"
-    assert sorted(os.listdir(tmp_path)) == ["data", "notes.txt"]
+    (tmp_path / "notes.keras").mkdir()  # a folder named like a .keras file is not one
+    (tmp_path / "notes.keras" / "notes.txt").write_text("keep me as well")
+    with pytest.raises(ValueError, match=r"is not an export"):
+        mmkeras.export_model(s3_model, tmp_path / "notes.keras", format="keras", overwrite=True)
+    assert sorted(os.listdir(tmp_path)) == ["data", "notes.keras", "notes.txt"]
 
 
 def test_failed_export_leaves_nothing_half_written(s3_model, tmp_path, monkeypatch):
@@ -508,6 +630,10 @@ def test_failed_export_leaves_nothing_half_written(s3_model, tmp_path, monkeypat
     with pytest.raises(OSError, match="disk full"):
         mmkeras.export_model(s3_model, str(tmp_path / "new"))
     assert sorted(os.listdir(tmp_path)) == ["s3"], "a failed export left files behind"
+    monkeypatch.setattr(s3_model, "save", fail)  # the .keras file is written to a temporary file first
+    with pytest.raises(OSError, match="disk full"):
+        mmkeras.export_model(s3_model, str(tmp_path / "s3.keras"), format="keras")
+    assert sorted(os.listdir(tmp_path)) == ["s3"], "a failed .keras export left files behind"
 
 
 CRASH_SCRIPT = textwrap.dedent(
@@ -544,23 +670,113 @@ def test_crash_mid_export_never_leaves_a_half_written_model(s3_model, tmp_path):
 
 
 def test_keras_export_file_and_folder(s0_model, tmp_path):
-    pre = preprocessor_for(s0_model, class_names=["no", "yes"])
     request = make_request(s0_model, 3, seed=1)
-    expected = live_outputs(s0_model, to_tensors(s0_model, pre, request))["label"]
+    expected = live_outputs(s0_model, to_tensors(s0_model, request))["label"]
 
-    path = mmkeras.export_model(s0_model, tmp_path / "s0.keras", preprocessor=pre, format="keras")
-    assert sorted(os.listdir(tmp_path)) == [PREPROCESSOR_FILE, "s0.keras"]
+    path = mmkeras.export_model(s0_model, tmp_path / "s0.keras", format="keras")
+    assert sorted(os.listdir(tmp_path)) == ["s0.keras"], "the preprocessor is inside the .keras file"
     model, loaded_pre = mmkeras.load(path, return_preprocessor=True)
-    assert isinstance(model, keras.Model) and loaded_pre.get_config() == pre.get_config()
-    np.testing.assert_allclose(live_outputs(model, to_tensors(model, loaded_pre, request))["label"], expected, atol=1e-6)
+    assert isinstance(model, FusionClassifier) and loaded_pre is model.preprocessor
+    assert loaded_pre.get_config() == s0_model.preprocessor.get_config()
+    np.testing.assert_allclose(live_outputs(model, to_tensors(model, request))["label"], expected, atol=1e-6)
     with pytest.raises(FileExistsError):
-        mmkeras.export_model(s0_model, path, preprocessor=pre, format="keras")
+        mmkeras.export_model(s0_model, path, format="keras")
+    mmkeras.export_model(model, path, format="keras", overwrite=True)  # a .keras file replaces a .keras file
+    assert sorted(os.listdir(tmp_path)) == ["s0.keras"]
 
-    folder = mmkeras.export_model(s0_model, tmp_path / "run", preprocessor=pre, format="keras")
-    assert sorted(os.listdir(folder)) == ["model.keras", PREPROCESSOR_FILE]
+    folder = mmkeras.export_model(s0_model, tmp_path / "run", format="keras")
+    assert sorted(os.listdir(folder)) == ["model.keras"]
     model, loaded_pre = mmkeras.load(folder, return_preprocessor=True)
-    np.testing.assert_allclose(live_outputs(model, to_tensors(model, loaded_pre, request))["label"], expected, atol=1e-6)
-    assert mmkeras.load(folder).name == "s0"
+    np.testing.assert_allclose(live_outputs(model, to_tensors(model, request))["label"], expected, atol=1e-6)
+    assert mmkeras.load(folder).name == "s0" and mmkeras.export.load_preprocessor(folder).class_names == ["no", "yes"]
+
+
+def test_two_keras_files_in_one_folder_keep_their_own_preprocessors(s0_model, s3_model, tmp_path):
+    paths = {
+        "s0": mmkeras.export_model(s0_model, tmp_path / "s0.keras", format="keras"),
+        "s3": mmkeras.export_model(s3_model, tmp_path / "s3.keras", format="keras"),
+    }
+    assert sorted(os.listdir(tmp_path)) == ["s0.keras", "s3.keras"]
+    for model in (s0_model, s3_model):
+        loaded, preprocessor = mmkeras.load(paths[model.name], return_preprocessor=True)
+        assert preprocessor.get_config() == model.preprocessor.get_config()
+        request = make_request(model, 3, seed=2)
+        for name, expected in live_outputs(model, to_tensors(model, request)).items():
+            np.testing.assert_allclose(live_outputs(loaded, to_tensors(loaded, request))[name], expected, atol=1e-6)
+    assert mmkeras.export.load_preprocessor(paths["s0"]).vocabulary != mmkeras.export.load_preprocessor(paths["s3"]).vocabulary
+
+
+ANSWER_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+
+    import keras
+    import mmkeras.tasks
+
+    path, request_file, result_file = sys.argv[1:4]
+    with open(request_file) as f:
+        request = json.load(f)
+    model = keras.saving.load_model(path, safe_mode=True)
+    assert isinstance(model, mmkeras.tasks.Task), type(model)
+    images = []
+    for image_path in request["paths"]:
+        with open(image_path, "rb") as f:
+            images.append(f.read())
+    result = {
+        "paths": model.answer(image=request["paths"], text=request["texts"], top_k=100),
+        "bytes": model.answer(image=images, text=request["texts"], top_k=100),
+        "class_names": model.class_names(),
+    }
+    with open(result_file, "w") as f:
+        json.dump(result, f)
+    """
+)
+
+
+def test_keras_task_answers_in_a_fresh_process_like_the_saved_model(tmp_path):
+    """A `.keras` task alone (`import mmkeras.tasks`, `load_model(safe_mode=True)`) answers raw PNG
+    files and bytes with the probabilities and class names of the SavedModel's `serving_default`."""
+    vectorizer = text_vectorizer(WORDS[:12], vocab_size=32, sequence_length=8)
+    names = ["red", "green", "blue"]
+    model = mmkeras.build_model(
+        image_encoder={"kind": "cnn", "filters": (4,), "output": "avg"},
+        text_encoder={"kind": "rnn", "embedding_dim": 8, "units": 8},
+        head={"kind": "multiclass", "num_classes": 3, "name": "answer"}, image_shape=(16, 16, 3),
+        sequence_length=8, vocab_size=32, hidden_units=(8,), name="answers",
+        preprocessor=Preprocessor.from_vectorizer(vectorizer, image_shape=(16, 16, 3), class_names=names),
+    )  # fmt: skip
+    keras_path = mmkeras.export_model(model, tmp_path / "answers.keras", format="keras")
+    served = mmkeras.load(mmkeras.export_model(model, tmp_path / "answers")).signatures[SERVING_SIGNATURE]
+    rng = np.random.default_rng(6)
+    paths, pngs = [], []
+    for i, size in enumerate((16, 9, 40, 23)):
+        png = tf.io.encode_png(rng.integers(0, 256, size=(size, size + 3, 1 + 2 * (i % 2)), dtype=np.uint8)).numpy()
+        paths.append(str(tmp_path / f"image{i}.png"))
+        with open(paths[-1], "wb") as f:
+            f.write(png)
+        pngs.append(png)
+    texts = ["what color is it?", "Is the circle RED?", "", "square triangle yellow image"]
+    with open(tmp_path / "request.json", "w") as f:
+        json.dump({"paths": paths, "texts": texts}, f)
+    script = tmp_path / "answer.py"
+    script.write_text(ANSWER_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script), keras_path, str(tmp_path / "request.json"), str(tmp_path / "result.json")],
+        env=SUBPROCESS_ENV, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(tmp_path / "result.json") as f:
+        result = json.load(f)
+    outputs = served(image=tf.constant(pngs), text=tf.constant(texts))
+    probabilities, served_names = outputs["answer"].numpy(), [s.decode() for s in outputs["answer_class"].numpy()]
+    assert result["class_names"] == names
+    for way in ("paths", "bytes"):
+        for answer, row, served_name in zip(result[way], probabilities, served_names):
+            by_name = dict(answer["top"])
+            np.testing.assert_allclose([by_name[n] for n in names], row, atol=ATOL, err_msg=way)
+            top2 = np.sort(row)[-2:]
+            if top2[1] - top2[0] > 1e-4:  # ties at float precision may go either way
+                assert answer["answer"] == served_name, way
 
 
 def test_load_errors(tmp_path):
@@ -568,6 +784,8 @@ def test_load_errors(tmp_path):
         mmkeras.load(tmp_path / "nothing")
     with pytest.raises(ValueError, match=r"`path` must be a SavedModel folder"):
         mmkeras.load(tmp_path)
+    with pytest.raises(ValueError, match=r"`path` must be a str or a path-like"):
+        mmkeras.load(3)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -577,25 +795,26 @@ def test_load_errors(tmp_path):
 def test_cli_export(s0_model, tmp_path, capsys):
     from mmkeras.cli import main
 
-    run_dir = tmp_path / "run"  # the layout `mmkeras train` writes
+    run_dir = tmp_path / "run"  # the layout `mmkeras train` writes: the task, its preprocessor inside
     run_dir.mkdir()
     s0_model.save(run_dir / "model.keras")
-    pre = preprocessor_for(s0_model, class_names=["no", "yes"])
-    pre.save(str(run_dir / PREPROCESSOR_FILE))
     out = str(tmp_path / "served" / "1")
     assert main(["export", str(run_dir), out]) == 0
     assert out in capsys.readouterr().out
     request = make_request(s0_model, 2, seed=3)
     served = mmkeras.load(out).signatures[SERVING_SIGNATURE](**{k: tf.constant(v) for k, v in request.items()})
-    np.testing.assert_allclose(served["label"], live_outputs(s0_model, to_tensors(s0_model, pre, request))["label"], atol=ATOL)
+    np.testing.assert_allclose(served["label"], live_outputs(s0_model, to_tensors(s0_model, request))["label"], atol=ATOL)
 
-    assert main(["export", str(run_dir), out]) == 1
-    assert "already holds an export; it is kept. Pass overwrite=True (CLI: --overwrite)" in capsys.readouterr().err
+    assert main(["export", str(run_dir), out]) == 2
+    assert "mmkeras export: error: `path` already holds an export; it is kept. Pass overwrite=True (CLI: --overwrite)" in capsys.readouterr().err
     assert main(["export", str(run_dir), out, "--overwrite"]) == 0
     assert main(["export", str(run_dir), str(tmp_path / "copy.keras"), "--format", "keras"]) == 0
-    assert isinstance(mmkeras.load(tmp_path / "copy.keras"), keras.Model)
-    assert main(["export", str(tmp_path), str(tmp_path / "x")]) == 2  # no model.keras there
-    assert "MODEL_DIR must hold model.keras" in capsys.readouterr().err
+    assert isinstance(mmkeras.load(tmp_path / "copy.keras"), Task)
+    assert main(["export", str(tmp_path / "copy.keras"), str(tmp_path / "again")]) == 0  # a .keras file as MODEL_DIR
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "served"), str(tmp_path / "x")]) == 2  # no model.keras there
+    err = capsys.readouterr().err
+    assert err.startswith("mmkeras export: error: ") and "model.keras" in err and "Traceback" not in err
 
 
 # ---------------------------------------------------------------------------------------------

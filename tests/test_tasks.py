@@ -197,3 +197,15 @@ def test_runs_written_by_mmkeras_0_1_still_load_and_answer_the_same(tmp_path):
     assert isinstance(loaded, ModelTask) and loaded.head.kind == "multiclass" and loaded.output_names == ["answer"]
     image = np.random.default_rng(1).integers(0, 255, (24, 24, 3), dtype=np.uint8)
     assert mmkeras.predict(folder, image, "what color is it?") == mmkeras.predict(model, image, "what color is it?")
+
+
+def test_training_reaches_batch_norm_and_dropout():
+    """Keras passes `training` to a task's layers: batch statistics move in `fit`, not in `predict`."""
+    model = mmkeras.get_model("vqa", **mmkeras.get_entry("vqa").tiny)
+    norm = model.get_layer("image_encoder").get_layer("image_block1_bn")
+    x = {"image": np.random.default_rng(0).random((8, 32, 32, 3), dtype=np.float32), "text": np.ones((8, 9), "int32")}
+    before = np.array(norm.moving_mean)
+    model.predict(x, verbose=0)
+    np.testing.assert_array_equal(np.array(norm.moving_mean), before)
+    model.fit(x, np.zeros(8), epochs=1, verbose=0)
+    assert not np.allclose(np.array(norm.moving_mean), before)

@@ -1,25 +1,24 @@
-"""`mmkeras export`: a trained model folder -> a SavedModel serving raw bytes and strings (or .keras).
+"""`mmkeras export`: a trained task -> a SavedModel serving raw bytes and strings (or .keras).
 
 Example:
 
-    mmkeras export runs/vqa saved_models/vqa/1            # runs/vqa holds model.keras + preprocessor.json
+    mmkeras export runs/vqa saved_models/vqa/1            # runs/vqa is a run folder (model.keras)
     mmkeras export runs/vqa saved_models/vqa.keras --format keras --overwrite
 """
-
-import os
-import sys
 
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
         "export",
         help="export a trained model as a SavedModel (raw image bytes + strings in) or .keras",
-        description="Export MODEL_DIR (a folder holding model.keras and preprocessor.json, as "
-        "`mmkeras train` writes it, or a .keras file) to OUTPUT. The SavedModel's `serving_default` "
-        "signature takes encoded image bytes and raw strings; `serve_tensors` takes float images and "
-        "token ids. The export is written beside OUTPUT first and moved into place when complete.",
+        description="Export MODEL_DIR (a run folder holding model.keras, as `mmkeras train` writes it, "
+        "or a .keras file holding a task) to OUTPUT. The SavedModel's `serving_default` signature takes "
+        "encoded image bytes and raw strings; `serve_tensors` takes float images and token ids. The "
+        "export is written beside OUTPUT first and moved into place when complete. A run folder written "
+        "by mmkeras 0.1 (a plain model, preprocessor.json, metrics.json) is exported with the head its "
+        "metrics.json records.",
     )
-    parser.add_argument("model_dir", metavar="MODEL_DIR", help="folder with model.keras (+ preprocessor.json), or a .keras file")
+    parser.add_argument("model_dir", metavar="MODEL_DIR", help="a run folder holding model.keras, or a .keras file")
     parser.add_argument(
         "output",
         metavar="OUTPUT",
@@ -34,22 +33,12 @@ def add_parser(subparsers):
 
 
 def run(args):
-    from mmkeras.export import SERVING_SIGNATURE, TENSORS_SIGNATURE, export_model, load
+    from mmkeras.export import SERVING_SIGNATURE, TENSORS_SIGNATURE, export_model
+    from mmkeras.training import load_run
 
-    source = args.model_dir
-    if os.path.isdir(source) and not os.path.exists(os.path.join(source, "model.keras")):
-        print(
-            f"mmkeras export: error: MODEL_DIR must hold model.keras (and preprocessor.json), as "
-            f"`mmkeras train` writes it. Received: {source!r}",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        model, preprocessor = load(source, return_preprocessor=True)
-        path = export_model(model, args.output, preprocessor=preprocessor, format=args.format, overwrite=args.overwrite)
-    except (FileExistsError, ValueError) as error:
-        print(f"mmkeras export: error: {error}", file=sys.stderr)
-        return 1
+    # Errors (a bad MODEL_DIR, an existing OUTPUT) are printed by `mmkeras.cli.main`, exit code 2.
+    model = load_run(args.model_dir)  # a 0.1 run folder: ModelTask.from_v0_1_run
+    path = export_model(model, args.output, format=args.format, overwrite=args.overwrite)
     print(f"Exported {model.name!r} to {path} ({args.format}).")
     if args.format == "saved_model":
         print(f"Signatures: {SERVING_SIGNATURE} (encoded image bytes + raw strings), {TENSORS_SIGNATURE} (tensors).")

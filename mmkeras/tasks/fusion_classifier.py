@@ -178,5 +178,18 @@ class FusionClassifier(HeadTask):
             "dropout": dropout,
         }
 
+    def check_preprocessor(self, preprocessor):
+        super().check_preprocessor(preprocessor)
+        own = self.preprocessor  # None while the constructor runs
+        if own is None or self.input_kinds.get("text") != "text":
+            return
+        if any(getattr(preprocessor, key) != getattr(own, key) for key in ("vocabulary", "sequence_length", "standardize")):
+            raise ValueError(
+                "`preprocessor` of a model that tokenizes inside its graph (raw_text=True) must keep the "
+                "model's vocabulary, sequence length and standardization: the graph is rebuilt from them "
+                "when the model is loaded (a new preprocessor may change e.g. the class names). "
+                f"{received('preprocessor', preprocessor)}"
+            )
+
     def get_config(self):
         return {**super().get_config(), **self._parts, **self._shape_config}

@@ -88,5 +88,86 @@ class ModelTask(HeadTask):
         )
         self._model_config = keras.saving.serialize_keras_object(model)
 
+    @classmethod
+    def from_v0_1_run(cls, folder):
+        """The task of a run folder written by mmkeras 0.1, which stored no head.
+
+        Such a folder holds `model.keras` (a plain functional model), `preprocessor.json` and
+        `metrics.json`, whose `"task"` (`"binary"` or `"multiclass"`) is the head the run trained:
+        it is named after the model's one output, with one class per class name for a
+        multiclass head.
+
+        Args:
+            folder: str or path-like, the run folder.
+
+        Returns:
+            A `ModelTask` around the loaded model, with the folder's preprocessor.
+
+        Raises:
+            ValueError: a file is missing, or `metrics.json` does not say what is needed.
+
+        Example:
+
+        >>> import json, os, tempfile
+        >>> from mmkeras.preprocessing import Preprocessor
+        >>> folder = tempfile.mkdtemp()
+        >>> inputs = {"image": keras.Input((8, 8, 3), name="image")}
+        >>> x = keras.layers.GlobalAveragePooling2D()(inputs["image"])
+        >>> keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="answer")(x)).save(
+        ...     os.path.join(folder, "model.keras"))
+        >>> Preprocessor(image_shape=(8, 8, 3), class_names=["a", "b", "c"]).save(
+        ...     os.path.join(folder, "preprocessor.json"))
+        >>> with open(os.path.join(folder, "metrics.json"), "w") as f:
+        ...     json.dump({"task": "multiclass"}, f)
+        >>> task = ModelTask.from_v0_1_run(folder)
+        >>> task.head, task.class_names()
+        (MulticlassHead(name='answer', num_classes=3), ['a', 'b', 'c'])
+        """
+        import json
+        import os
+
+        import mmkeras  # noqa: F401  (registers mmkeras' layers for deserialization)
+        from mmkeras.preprocessing import Preprocessor
+
+        try:
+            folder = os.fspath(folder)
+        except TypeError:
+            raise ValueError(f"`folder` must be a str or a path-like object. {received('folder', folder)}") from None
+        files = {name: os.path.join(folder, name) for name in ("model.keras", "preprocessor.json", "metrics.json")}
+        missing = [name for name, path in files.items() if not os.path.isfile(path)]
+        if missing:
+            raise ValueError(
+                "`folder` must be a run folder written by mmkeras 0.1, holding model.keras, "
+                f"preprocessor.json and metrics.json (which records its head). Received: folder={folder!r} "
+                f"(missing: {', '.join(missing)})"
+            )
+        try:
+            with open(files["metrics.json"], encoding="utf-8") as f:
+                kind = json.load(f).get("task")
+        except (ValueError, AttributeError):
+            kind = None
+        if kind not in ("binary", "multiclass"):
+            raise ValueError(
+                f"`folder`'s metrics.json must record the head the run trained as \"task\": \"binary\" or "
+                f"\"multiclass\" (as mmkeras 0.1 wrote it). Received: task={kind!r} in {files['metrics.json']!r}"
+            )
+        preprocessor = Preprocessor.load(files["preprocessor.json"])
+        model = keras.saving.load_model(files["model.keras"], safe_mode=True)
+        if len(model.output_names) != 1:
+            raise ValueError(
+                f"`folder`'s model.keras must have the one output of a {kind} head. "
+                f"Received: outputs {list(model.output_names)}"
+            )
+        head = {"kind": kind, "name": model.output_names[0]}
+        if kind == "multiclass":
+            names = preprocessor.class_names
+            if not isinstance(names, list):
+                raise ValueError(
+                    "`folder`'s preprocessor.json must hold the class names of a multiclass run (their "
+                    f"number is the number of classes). Received: class_names={names!r}"
+                )
+            head["num_classes"] = len(names)
+        return cls(model, head=head, preprocessor=preprocessor)
+
     def get_config(self):
         return {**super().get_config(), "model": self._model_config}

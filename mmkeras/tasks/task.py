@@ -57,7 +57,9 @@ class Task(keras.Model):
         """`{input_name: "image" | "token_ids" | "text"}`, in the model's input order."""
         return dict(self._input_kinds)
 
-    def call(self, inputs, *args, **kwargs):
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        # The signature names `training` and `mask` as Functional.call does: Keras reads it to decide
+        # what to pass (without them batch norm and dropout would never see training=True).
         if isinstance(inputs, dict):
             unknown = sorted(set(inputs) - set(self.input_kinds))
             if unknown:
@@ -66,7 +68,7 @@ class Task(keras.Model):
                     f"unknown keys are refused, since Keras would bind them by position. Received: keys "
                     f"{sorted(inputs)} (unknown: {unknown})"
                 )
-        return super().call(inputs, *args, **kwargs)
+        return super().call(inputs, training=training, mask=mask, **kwargs)
 
     # Preprocessor.
 
