@@ -25,11 +25,12 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import time
+
+from mmkeras.distribute import free_ports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "tests", "scripts", "train_resumable.py")
@@ -44,17 +45,6 @@ CONFIGS = [
 ]
 
 
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def _env(tf_config=None):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     env.update(TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
@@ -67,7 +57,7 @@ def run_config(config, common, timeout, workdir):
     """One run of one configuration: the warm samples/s reported by the (first) process."""
     commands = []
     if "workers" in config:
-        ports = _free_ports(config["workers"])
+        ports = free_ports(config["workers"])
         cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
         for i in range(config["workers"]):
             tf_config = {"cluster": cluster, "task": {"type": "worker", "index": i}}

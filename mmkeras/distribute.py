@@ -27,6 +27,7 @@ False
 
 import json
 import os
+import socket
 
 import keras
 import numpy as np
@@ -106,45 +107,50 @@ def get_strategy(name="auto"):
 
     Example:
 
-    >>> strategy = get_strategy("mirrored")
+    >>> import mmkeras
+    >>> strategy = get_strategy("one_device")
     >>> with strategy.scope():
     ...     model = mmkeras.get_model("s0", **mmkeras.get_entry("s0").tiny)
-    >>> strategy.num_replicas_in_sync  # 1 on a plain CPU machine
+    >>> strategy.num_replicas_in_sync
     1
     """
     check_one_of("strategy", name, STRATEGIES)
+    if name == "multi_worker":  # before anything else touches the TensorFlow runtime
+        return _multi_worker_strategy()
+    if name == "tpu":
+        return _tpu_strategy()
+    gpus, cpus = _local_devices()
     if name == "auto":
-        gpus, _ = _local_devices()
-        if len(gpus) > 1:
-            return tf.distribute.MirroredStrategy(gpus)
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        gpus, cpus = _local_devices()
-        try:
-            return tf.distribute.MirroredStrategy(gpus or cpus)
-        except (RuntimeError, ValueError) as error:
-            raise _cannot_start(name, error) from error
+        return tf.distribute.MirroredStrategy(gpus) if len(gpus) > 1 else tf.distribute.get_strategy()
     if name == "one_device":
-        gpus, cpus = _local_devices()
         return tf.distribute.OneDeviceStrategy((gpus or cpus)[0])
-    if name == "multi_worker":
-        _check_tf_config()
-        try:
-            return tf.distribute.MultiWorkerMirroredStrategy()
-        except (RuntimeError, ValueError, tf.errors.OpError) as error:
-            raise _cannot_start(
-                name,
-                f"{error} (create the strategy at the very start of the program, before any other "
-                "TensorFlow op)",
-            ) from error
-    # name == "tpu"
+    try:  # name == "mirrored"
+        return tf.distribute.MirroredStrategy(gpus or cpus)
+    except (RuntimeError, ValueError) as error:
+        raise _cannot_start(name, error) from error
+
+
+def _multi_worker_strategy():
+    _check_tf_config()
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except (RuntimeError, ValueError, tf.errors.OpError) as error:
+        raise _cannot_start(
+            "multi_worker",
+            f"{error} (create the strategy at the very start of the program, before any other "
+            "TensorFlow op)",
+        ) from error
+
+
+def _tpu_strategy():
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     except (RuntimeError, ValueError, tf.errors.OpError) as error:
-        raise _cannot_start(name, f"no TPU found ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from error
+        why = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise _cannot_start("tpu", f"no TPU found ({why})") from error
 
 
 def needs_custom_loop(strategy):
@@ -263,130 +269,123 @@ def _worker_tag(strategy):
     return f"{getattr(resolver, 'task_type', None) or 'worker'}_{getattr(resolver, 'task_id', 0) or 0}"
 
 
+def free_ports(n):
+    """`n` distinct TCP ports free on 127.0.0.1 now: the addresses of local workers in `TF_CONFIG`.
+
+    The system picks each port (a socket bound to port 0); the `n` sockets are held together, so
+    the ports differ, then closed. Another program may take a port before a worker binds it, so
+    start the workers right away.
+
+    Args:
+        n: int, how many ports.
+
+    Returns:
+        A list of `n` port numbers.
+
+    Example:
+
+    >>> ports = free_ports(2)
+    >>> cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    >>> tf_config = {"cluster": cluster, "task": {"type": "worker", "index": 0}}  # worker 0's
+    >>> len(set(ports))
+    2
+    """
+    check_positive_int("n", n)
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 # --------------------------------------------------------------------------------------------
-# Loss and metrics of a compiled model, computed per example inside a replica.
+# The loss and metrics of a compiled model, computed inside a replica.
 
 
-def _same_rank(y_true, y_pred):
-    """Squeeze or expand a trailing 1 so that labels (n,) meet predictions (n, 1) like Keras."""
-    true_rank, pred_rank = y_true.shape.rank, y_pred.shape.rank
-    if pred_rank == true_rank + 1 and y_pred.shape[-1] == 1:
-        y_true = tf.expand_dims(y_true, -1)
-    elif true_rank == pred_rank + 1 and y_true.shape[-1] == 1:
-        y_true = tf.squeeze(y_true, -1)
-    return y_true, y_pred
+def _check_compiled(model):
+    if not getattr(model, "compiled", False) or model.optimizer is None:
+        state = "compiled without an optimizer" if getattr(model, "compiled", False) else "not compiled"
+        raise ValueError(
+            "`model` must be compiled with an optimizer (mmkeras tasks compile with their head's "
+            f"defaults), inside `strategy.scope()`. Received: model={model.name!r} ({state})"
+        )
 
 
-def _loss_function(identifier, output):
-    loss = keras.losses.get(identifier)
-    if isinstance(loss, keras.losses.Loss):
-        return loss.call  # the unreduced per-example values, before the Loss' own reduction
-    if callable(loss):
-        return lambda y_true, y_pred: loss(*_same_rank(y_true, y_pred))
-    raise ValueError(
-        f"The model's loss for output {output!r} must be a Keras loss name, function or object "
-        f"(mmkeras heads compile with one). Received: loss={identifier!r}"
+def _build_compiled_state(model, dataset, name):
+    """Create the compiled loss's, metrics' and optimizer's variables before any step is traced.
+
+    Keras builds the compiled loss (with, for a multi-output model, one `<output>_loss` tracker
+    per output) on its first call: this calls `compute_loss` once on one example of `dataset`
+    (the argument `name`), in the strategy's scope, not inside a replica step. Returns the
+    compiled metrics object, or None.
+    """
+    batch = _next(iter(dataset.take(1)))
+    if batch is None:
+        raise ValueError(f"`{name}` must yield at least one batch. Received: an empty dataset")
+    x, y, sample_weight = tf.nest.map_structure(
+        lambda t: None if t is None else t[:1], keras.utils.unpack_x_y_sample_weight(batch)
     )
+    with model.distribute_strategy.scope():
+        y_pred = model(x, training=False)
+        model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
+        metrics = [m for m in model.metrics if m.name == "compile_metrics"]
+        if metrics and not metrics[0].built:
+            metrics[0].build(y, y_pred)
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+    return metrics[0] if metrics else None
 
 
-class _ModelLoss:
-    """Per-example losses from the model's compiled `model.loss` (and loss weights)."""
-
-    def __init__(self, model):
-        if not getattr(model, "compiled", False) or model.loss is None or model.optimizer is None:
-            raise ValueError(
-                "`model` must be compiled with a loss and an optimizer (mmkeras builders compile "
-                f"with the head's defaults), inside `strategy.scope()`. Received: model={model.name!r}"
-            )
-        self.output_names = list(model.output_names)
-        self.multi_output = isinstance(model.output, dict) or len(self.output_names) > 1
-        loss = model.loss
-        if isinstance(loss, dict):
-            losses = {name: loss.get(name) for name in self.output_names}
-        elif isinstance(loss, (list, tuple)):
-            losses = dict(zip(self.output_names, loss))
-        else:
-            losses = {name: loss for name in self.output_names}
-        weights = (model.get_compile_config() or {}).get("loss_weights")
-        if isinstance(weights, (list, tuple)):
-            weights = dict(zip(self.output_names, weights))
-        self.weights = {name: float((weights or {}).get(name, 1.0)) for name in self.output_names}
-        self.functions = {
-            name: _loss_function(identifier, name) for name, identifier in losses.items() if identifier is not None
-        }
-
-    def __call__(self, y, y_pred, sample_weight):
-        """(per-example total loss, {output: per-example loss})."""
-        if isinstance(y_pred, (list, tuple)):  # a multi-output model with a list of outputs
-            y_pred = dict(zip(self.output_names, y_pred))
-            y = dict(zip(self.output_names, y)) if isinstance(y, (list, tuple)) else y
-        if not self.multi_output:
-            name = self.output_names[0]
-            y, y_pred = {name: y}, {name: y_pred}
-            sample_weight = {name: sample_weight}
-        elif not isinstance(sample_weight, dict):
-            sample_weight = {name: sample_weight for name in self.output_names}
-        total, per_output = None, {}
-        for name, function in self.functions.items():
-            prediction = tf.cast(y_pred[name], "float32")
-            values = function(tf.cast(y[name], prediction.dtype), prediction)
-            values = tf.cast(values, "float32")
-            if values.shape.rank > 1:
-                values = tf.reduce_mean(values, axis=list(range(1, values.shape.rank)))
-            if sample_weight.get(name) is not None:
-                weight = tf.cast(sample_weight[name], "float32")
-                values = values * tf.reshape(weight, [-1])
-            per_output[name] = values
-            weighted = values * self.weights[name]
-            total = weighted if total is None else total + weighted
-        return total, per_output
-
-
-def _compile_metrics(model, dataset):
-    """The model's compiled metrics object, built on one example of `dataset` (or None)."""
-    metrics = [m for m in model.metrics if m.name == "compile_metrics"]
-    if not metrics:
-        return None
-    metric = metrics[0]
-    if not metric.built:
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(next(iter(dataset.take(1))))
-        x = tf.nest.map_structure(lambda t: t[:1], x)
-        y = tf.nest.map_structure(lambda t: t[:1], y)
-        metric.build(y, model(x, training=False))
-    return metric
+def _output_loss_trackers(model):
+    """The compiled loss's per-output trackers among `model.metrics` (multi-output models only)."""
+    names = {f"{name}_loss" for name in model.output_names}
+    return [metric for metric in model.metrics if metric.name in names]
 
 
 class _Steps:
-    """The distributed train / test / predict steps of one model under its strategy."""
+    """The distributed train and test steps of one compiled model under its strategy.
 
-    def __init__(self, model, dataset):
+    A replica's loss is the model's own `compute_loss` (the compiled loss, or the task's
+    override, plus the regularization losses) on its slice of the global batch, weighted by the
+    slice's share of the global batch: summed over the replicas, the loss and the gradients are
+    those of one device on the whole global batch.
+    """
+
+    def __init__(self, model, dataset, name):
+        _check_compiled(model)
         self.model = model
         self.strategy = model.distribute_strategy
-        self.loss = _ModelLoss(model)
-        with self.strategy.scope():
-            self.metric = _compile_metrics(model, dataset)
-            # Optimizer variables are made here, not inside the first step's tf.function.
-            if not model.optimizer.built:
-                model.optimizer.build(model.trainable_variables)
+        self.metric = _build_compiled_state(model, dataset, name)
+        self.output_losses = _output_loss_trackers(model)
         self.initial = list(self.metric.stateless_reset_state()) if self.metric is not None else []
         self.train = tf.function(self._train, reduce_retracing=True)
         self.test = tf.function(self._test, reduce_retracing=True)
 
     # Replica steps (run on each replica by strategy.run).
 
-    def _loss_and_stats(self, x, y, sample_weight, y_pred):
+    @staticmethod
+    def _batch_share(x):
+        """(examples in this replica's slice, their share of the actual global batch).
+
+        The last global batch may be short. This all-reduce runs before the model: between the
+        model's call and `compute_loss` (which reads the losses the call added, `model.losses`)
+        no replica waits for the others, as in Keras' own train step.
+        """
         n_local = tf.cast(tf.shape(tf.nest.flatten(x)[0])[0], "float32")
-        # The actual global batch (the last one may be short), summed over all replicas.
         n_global = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, n_local)
-        n_global = tf.cast(tf.round(n_global), "int64")
-        per_example, per_output = self.loss(y, y_pred, sample_weight)
-        loss = tf.nn.compute_average_loss(per_example, global_batch_size=n_global)
-        if self.model.losses:
-            loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
-        output_losses = {
-            f"{name}_loss": tf.nn.compute_average_loss(values, global_batch_size=n_global)
-            for name, values in per_output.items()
-        } if self.loss.multi_output else {}
+        return n_local, n_local / n_global
+
+    def _loss_and_stats(self, x, y, sample_weight, y_pred, n_local, share, training):
+        for tracker in self.output_losses:
+            tracker.reset_state()  # so that it holds this step's loss of its output only
+        loss = self.model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+        # Under a strategy, Keras losses and the regularization losses come out of `compute_loss`
+        # divided by the number of replicas (what Keras' `fit` expects): times it, the slice's mean.
+        loss = tf.cast(loss, "float32") * (self.strategy.num_replicas_in_sync * share)
+        output_losses = {t.name: tf.cast(t.result(), "float32") * share for t in self.output_losses}
         deltas = []
         if self.metric is not None:
             state = self.metric.stateless_update_state(self.initial, y, y_pred, sample_weight=sample_weight)
@@ -395,9 +394,10 @@ class _Steps:
 
     def _replica_train(self, batch):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
+        n_local, share = self._batch_share(x)
         with tf.GradientTape() as tape:
             y_pred = self.model(x, training=True)
-            loss, stats = self._loss_and_stats(x, y, sample_weight, y_pred)
+            loss, stats = self._loss_and_stats(x, y, sample_weight, y_pred, n_local, share, training=True)
             scaled_loss = self.model.optimizer.scale_loss(loss)
         variables = self.model.trainable_variables
         gradients = tape.gradient(scaled_loss, variables)
@@ -406,8 +406,9 @@ class _Steps:
 
     def _replica_test(self, batch):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(batch)
+        n_local, share = self._batch_share(x)
         y_pred = self.model(x, training=False)
-        return self._loss_and_stats(x, y, sample_weight, y_pred)[1]
+        return self._loss_and_stats(x, y, sample_weight, y_pred, n_local, share, training=False)[1]
 
     # Cross-replica steps: run on every replica, then reduce.
 
@@ -421,7 +422,6 @@ class _Steps:
 
     def _test(self, batch):
         return self._reduce(self.strategy.run(self._replica_test, args=(batch,)))
-
 
 
 class _Accumulator:
@@ -482,6 +482,193 @@ def _barrier(strategy):
 
 
 # --------------------------------------------------------------------------------------------
+# The custom training loop, in steps: arguments, training state and backup, epochs, clean-up.
+
+
+def _check_fit_arguments(epochs, steps_per_epoch, verbose, save_freq, backup_dir, callbacks):
+    """Raise `ValueError` for a bad argument of `fit_custom_loop`; return the callbacks as a list."""
+    check_positive_int("epochs", epochs)
+    check_positive_int("steps_per_epoch", steps_per_epoch, allow_none=True)
+    check_one_of("verbose", verbose, (0, 1, 2))
+    if save_freq != "epoch":
+        check_positive_int("save_freq", save_freq)
+    if backup_dir is not None and not isinstance(backup_dir, (str, os.PathLike)):
+        raise ValueError(f"`backup_dir` must be a folder path or None. Received: backup_dir={backup_dir!r}")
+    callbacks = list(callbacks or [])
+    for callback in callbacks:
+        if not isinstance(callback, keras.callbacks.Callback) or isinstance(
+            callback, keras.callbacks.BackupAndRestore
+        ):
+            raise ValueError(
+                "`callbacks` must be a list of keras.callbacks.Callback other than BackupAndRestore "
+                f"(give `backup_dir` instead). Received: callbacks={callbacks!r}"
+            )
+    return callbacks
+
+
+class _TrainingState:
+    """Where training is (epoch, step in the epoch, batches into the pass over the data), backed up.
+
+    With `backup_dir`, a `tf.train.CheckpointManager` saves the model, its optimizer and the
+    position; the latest backup there is restored on creation. Only the chief writes to
+    `backup_dir`; the other workers save to temporary folders they delete at once, and every
+    worker restores from `backup_dir`.
+    """
+
+    def __init__(self, model, backup_dir, verbose):
+        self.epoch = tf.Variable(0, dtype="int64", trainable=False, name="epoch")
+        self.step = tf.Variable(0, dtype="int64", trainable=False, name="step_in_epoch")
+        self.position = tf.Variable(0, dtype="int64", trainable=False, name="batches_into_pass")
+        self.strategy = model.distribute_strategy
+        self.chief = is_chief(self.strategy)
+        self.backup_dir = None if backup_dir is None else os.fspath(backup_dir)
+        self.manager = None
+        if self.backup_dir is None:
+            return
+        checkpoint = tf.train.Checkpoint(
+            model=model, optimizer=model.optimizer, epoch=self.epoch, step=self.step, position=self.position
+        )
+        latest = tf.train.latest_checkpoint(self.backup_dir)
+        if latest:
+            checkpoint.restore(latest).assert_existing_objects_matched()
+            if verbose:
+                print(f"Restored {latest}: epoch {int(self.epoch) + 1}, step {int(self.step)}.", flush=True)
+        write_dir = self.backup_dir
+        if not self.chief:
+            write_dir = os.path.join(self.backup_dir, f".tmp_{_worker_tag(self.strategy)}")
+        self.manager = tf.train.CheckpointManager(checkpoint, directory=write_dir, max_to_keep=2)
+
+    def save(self):
+        if self.manager is None:
+            return
+        self.manager.save()
+        if not self.chief:
+            tf.io.gfile.rmtree(self.manager.directory)
+
+    def end_epoch(self, epoch, pass_over):
+        """Move to the start of epoch `epoch + 1` (and of a new pass if `pass_over`), and save."""
+        if pass_over:
+            self.position.assign(0)
+        self.epoch.assign(epoch + 1)
+        self.step.assign(0)
+        self.save()
+
+    def finish(self):
+        """Delete the backup once every worker has saved and cleaned up."""
+        if self.manager is None:
+            return
+        _barrier(self.strategy)
+        if self.chief:
+            tf.io.gfile.rmtree(self.backup_dir)
+
+
+class _CustomLoop:
+    """One run of `fit_custom_loop`: its steps, training state, data iterator and callbacks.
+
+    As in `fit`: without `steps_per_epoch` an epoch is one pass over the data; with it, one
+    iterator runs on across epochs and a new pass starts when it has used up the data.
+    """
+
+    def __init__(self, model, dataset, *, epochs, steps_per_epoch, backup_dir, verbose, save_freq, callbacks):
+        self.model, self.dataset, self.epochs = model, dataset, epochs
+        self.steps_per_epoch, self.save_freq = steps_per_epoch, save_freq
+        self.strategy = model.distribute_strategy
+        self.verbose = verbose if is_chief(self.strategy) else 0
+        # Before the restore: the steps build the optimizer's variables.
+        self.steps = _Steps(model, dataset, "train_dataset")
+        self.state = _TrainingState(model, backup_dir, self.verbose)
+        self.iterator = None
+        cardinality = int(dataset.cardinality())
+        self.batches_per_pass = cardinality if cardinality >= 0 else None  # None: infinite or unknown
+        self.epoch_length = steps_per_epoch or self.batches_per_pass
+        self.callbacks = keras.callbacks.CallbackList(
+            callbacks, model=model, epochs=epochs, steps=self.epoch_length, verbose=self.verbose
+        )
+        self.batch_hooks = any(_overrides(c, "on_train_batch_end") or _overrides(c, "on_batch_end") for c in callbacks)
+
+    def run(self, validation_data):
+        """Train the epochs left; return the history dict."""
+        self.model.stop_training = False
+        history, logs = {}, {}
+        self.callbacks.on_train_begin()
+        for epoch in range(int(self.state.epoch), self.epochs):
+            accumulator, progbar, step = self._train_epoch(epoch)
+            logs = accumulator.result()
+            if validation_data is not None:
+                logs.update({f"val_{k}": v for k, v in _evaluate(self.model, validation_data, self.steps).items()})
+            self.callbacks.on_epoch_end(epoch, logs)
+            for key, value in logs.items():
+                history.setdefault(key, []).append(value)
+            if self.verbose:
+                progbar.update(step, list(logs.items()), finalize=True)
+            self.state.end_epoch(epoch, pass_over=self.iterator is None)
+            if self.model.stop_training:
+                break
+        self.callbacks.on_train_end(logs)
+        self.state.finish()
+        return history
+
+    def _new_pass(self, position):
+        """An iterator over the dataset from batch `position` of a pass (skipping those trained on)."""
+        self.state.position.assign(position)
+        dataset = self.dataset.skip(position) if position else self.dataset
+        return iter(self.strategy.experimental_distribute_dataset(dataset))
+
+    def _train_epoch(self, epoch):
+        """Train epoch `epoch` from the state's position; return its accumulator, progress bar and step."""
+        step = int(self.state.step)
+        if self.iterator is None or self.steps_per_epoch is None:
+            self.iterator = self._new_pass(int(self.state.position) if self.steps_per_epoch else step)
+        fresh = int(self.state.position) == 0
+        self.callbacks.on_epoch_begin(epoch)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}/{self.epochs}", flush=True)
+        progbar = keras.utils.Progbar(self.epoch_length, verbose=self.verbose)
+        accumulator = _Accumulator(self.steps)
+        while self.epoch_length is None or step < self.epoch_length:
+            batch = _next(self.iterator)
+            if batch is None:  # the pass is over
+                if fresh:
+                    raise ValueError("`train_dataset` must yield at least one batch. Received: an empty dataset")
+                self.iterator = None
+                if accumulator.count == 0:  # the last pass ended with the last epoch: start another
+                    self.iterator, fresh = self._new_pass(0), True
+                    continue
+                if self.steps_per_epoch is not None:
+                    print(
+                        f"Warning: the training data ran out after {step} of {self.steps_per_epoch} steps in "
+                        f"epoch {epoch + 1}; the next epoch starts a new pass. Make sure the dataset yields "
+                        "`steps_per_epoch` batches per epoch, or `.repeat()` it.",
+                        flush=True,
+                    )
+                break
+            fresh = False
+            step = self._train_step(batch, step, accumulator, progbar)
+            if self.batches_per_pass is not None and int(self.state.position) >= self.batches_per_pass:
+                self.iterator = None  # used up: the next epoch starts a new pass
+                break
+            if self.model.stop_training:
+                break
+        return accumulator, progbar, step
+
+    def _train_step(self, batch, step, accumulator, progbar):
+        """Train on one batch, move the position on, back up, call the batch hooks; return the next step."""
+        self.callbacks.on_train_batch_begin(step)
+        accumulator.add(self.steps.train(batch))
+        step += 1
+        self.state.step.assign(step)
+        self.state.position.assign_add(1)
+        if self.save_freq != "epoch" and int(self.model.optimizer.iterations.numpy()) % self.save_freq == 0:
+            self.state.save()
+        if self.verbose == 1 or self.batch_hooks:
+            logs = accumulator.result()
+            self.callbacks.on_train_batch_end(step - 1, logs)
+            if self.verbose == 1:
+                progbar.update(step, list(logs.items()), finalize=False)
+        return step
+
+
+# --------------------------------------------------------------------------------------------
 # The custom training loop, evaluation and prediction.
 
 
@@ -501,11 +688,21 @@ def fit_custom_loop(
 
     For `MultiWorkerMirroredStrategy`, where `model.fit` fails (see `needs_custom_loop`); it also
     runs under the other strategies. Each step is a `tf.function` that calls `strategy.run` on a
-    replica step (the model called under `tf.GradientTape`, the per-example loss from
-    `model.loss` averaged with `tf.nn.compute_average_loss` over the global batch, the model's
-    optimizer's `apply_gradients`, which sums the gradients of all replicas), then
-    `strategy.reduce`. Metrics are the model's compiled metrics (accumulated as sums over all
-    replicas), plus the loss (and one loss per output for a multi-task model).
+    replica step, then `strategy.reduce`. The replica step calls the model under
+    `tf.GradientTape`, takes the loss from the model's own `compute_loss` (the compiled loss, or a
+    task's override, plus the regularization losses) on its slice of the global batch, weights it
+    by the slice's share of the actual global batch (the last one may be short), and applies the
+    model's optimizer, which sums the gradients of all replicas: loss and gradients are those of
+    one device on the same global batch. Metrics are the model's compiled metrics (accumulated as
+    sums over all replicas), plus the loss (and, for a multi-output model, one loss per output,
+    from the compiled loss's own trackers).
+
+    A `compute_loss` override must follow Keras' rule under tf.distribute, as for `model.fit`
+    under `MirroredStrategy`: inside a replica, return the slice's loss divided by
+    `num_replicas_in_sync`. Keras does it for its losses (`keras.losses.Loss` objects, the
+    compiled loss, `super().compute_loss(...)`) and for the regularization losses; compute an
+    extra term with a `keras.losses.Loss`, or divide it by
+    `tf.distribute.get_strategy().num_replicas_in_sync`.
 
     Backup: with `backup_dir`, a `tf.train.CheckpointManager` saves the model, the optimizer and
     the position in training at the end of every epoch (and every `save_freq` steps when that is
@@ -542,149 +739,32 @@ def fit_custom_loop(
 
     Example:
 
-    >>> strategy = get_strategy("multi_worker")  # TF_CONFIG set, one process per worker
-    >>> with strategy.scope():
-    ...     model = mmkeras.get_model("s0", **mmkeras.get_entry("s0").tiny)
-    >>> history = fit_custom_loop(model, train_ds, epochs=3, backup_dir="/shared/backup")
-    >>> sorted(history)
-    ['accuracy', 'loss']
+    Here on the default strategy; with `get_strategy("multi_worker")` (`TF_CONFIG` set, one
+    process per worker, `backup_dir` on shared storage) the same call trains across machines.
+
+    >>> import mmkeras, numpy as np
+    >>> model = mmkeras.get_model("s0", **mmkeras.get_entry("s0").tiny)
+    >>> x = {"image": np.zeros((8, 32, 32, 3), "float32"), "text": np.ones((8, 12), "int32")}
+    >>> train_ds = tf.data.Dataset.from_tensor_slices((x, np.ones((8, 1), "float32"))).batch(4)
+    >>> history = fit_custom_loop(model, train_ds, epochs=2, backup_dir="backup", verbose=0)
+    >>> sorted(history), len(history["loss"])
+    (['accuracy', 'loss'], 2)
     """
-    check_positive_int("epochs", epochs)
-    check_positive_int("steps_per_epoch", steps_per_epoch, allow_none=True)
-    check_one_of("verbose", verbose, (0, 1, 2))
-    if save_freq != "epoch":
-        check_positive_int("save_freq", save_freq)
-    if backup_dir is not None and not isinstance(backup_dir, (str, os.PathLike)):
-        raise ValueError(f"`backup_dir` must be a folder path or None. Received: backup_dir={backup_dir!r}")
-    callbacks = list(callbacks or [])
-    for callback in callbacks:
-        if not isinstance(callback, keras.callbacks.Callback) or isinstance(
-            callback, keras.callbacks.BackupAndRestore
-        ):
-            raise ValueError(
-                "`callbacks` must be a list of keras.callbacks.Callback other than BackupAndRestore "
-                f"(give `backup_dir` instead). Received: callbacks={callbacks!r}"
-            )
+    callbacks = _check_fit_arguments(epochs, steps_per_epoch, verbose, save_freq, backup_dir, callbacks)
     train_dataset = _with_default_sharding(train_dataset, "train_dataset")
     if validation_data is not None:
         validation_data = _with_default_sharding(validation_data, "validation_data")
-
-    strategy = model.distribute_strategy
-    steps = _Steps(model, train_dataset)
-    chief = is_chief(strategy)
-    verbose = verbose if chief else 0
-
-    # Training state: model, optimizer and position, restored from the backup if there is one.
-    epoch_var = tf.Variable(0, dtype="int64", trainable=False, name="epoch")
-    step_var = tf.Variable(0, dtype="int64", trainable=False, name="step_in_epoch")
-    position_var = tf.Variable(0, dtype="int64", trainable=False, name="batches_into_pass")
-    manager = None
-    if backup_dir is not None:
-        backup_dir = os.fspath(backup_dir)
-        checkpoint = tf.train.Checkpoint(
-            model=model, optimizer=model.optimizer, epoch=epoch_var, step=step_var, position=position_var
-        )
-        write_dir = backup_dir if chief else os.path.join(backup_dir, f".tmp_{_worker_tag(strategy)}")
-        latest = tf.train.latest_checkpoint(backup_dir)
-        if latest:
-            checkpoint.restore(latest).assert_existing_objects_matched()
-            if verbose:
-                print(f"Restored {latest}: epoch {int(epoch_var) + 1}, step {int(step_var)}.", flush=True)
-        manager = tf.train.CheckpointManager(checkpoint, directory=write_dir, max_to_keep=2)
-
-    def save():
-        if manager is None:
-            return
-        manager.save()
-        if not chief:
-            tf.io.gfile.rmtree(manager.directory)
-
-    def new_pass(position):
-        """An iterator over the dataset from batch `position` of a pass (skipping those trained on)."""
-        position_var.assign(position)
-        dataset = train_dataset.skip(position) if position else train_dataset
-        return iter(strategy.experimental_distribute_dataset(dataset))
-
-    # As in `fit`: without `steps_per_epoch` an epoch is one pass over the data; with it, one
-    # iterator runs on across epochs and a new pass starts when it has used up the data.
-    cardinality = int(train_dataset.cardinality())
-    batches_per_pass = cardinality if cardinality >= 0 else None  # None: infinite or unknown
-    epoch_length = steps_per_epoch or batches_per_pass
-    callback_list = keras.callbacks.CallbackList(
-        callbacks, model=model, epochs=epochs, steps=epoch_length, verbose=verbose
+    loop = _CustomLoop(
+        model,
+        train_dataset,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        backup_dir=backup_dir,
+        verbose=verbose,
+        save_freq=save_freq,
+        callbacks=callbacks,
     )
-    batch_hooks = any(_overrides(c, "on_train_batch_end") or _overrides(c, "on_batch_end") for c in callbacks)
-    model.stop_training = False
-    history, logs = {}, {}
-    iterator = None
-    callback_list.on_train_begin()
-    for epoch in range(int(epoch_var), epochs):
-        step = int(step_var)
-        if iterator is None or steps_per_epoch is None:
-            iterator = new_pass(int(position_var) if steps_per_epoch else step)
-        fresh = int(position_var) == 0
-        callback_list.on_epoch_begin(epoch)
-        if verbose:
-            print(f"Epoch {epoch + 1}/{epochs}", flush=True)
-        progbar = keras.utils.Progbar(epoch_length, verbose=verbose)
-        accumulator = _Accumulator(steps)
-        while epoch_length is None or step < epoch_length:
-            batch = _next(iterator)
-            if batch is None:  # the pass is over
-                if fresh:
-                    raise ValueError("`train_dataset` must yield at least one batch. Received: an empty dataset")
-                iterator = None
-                if accumulator.count == 0:  # the last pass ended with the last epoch: start another
-                    iterator, fresh = new_pass(0), True
-                    continue
-                if steps_per_epoch is not None:
-                    print(
-                        f"Warning: the training data ran out after {step} of {steps_per_epoch} steps in "
-                        f"epoch {epoch + 1}; the next epoch starts a new pass. Make sure the dataset yields "
-                        "`steps_per_epoch` batches per epoch, or `.repeat()` it.",
-                        flush=True,
-                    )
-                break
-            fresh = False
-            callback_list.on_train_batch_begin(step)
-            accumulator.add(steps.train(batch))
-            step += 1
-            step_var.assign(step)
-            position_var.assign_add(1)
-            if save_freq != "epoch" and int(model.optimizer.iterations.numpy()) % save_freq == 0:
-                save()
-            if verbose == 1 or batch_hooks:
-                logs = accumulator.result()
-                callback_list.on_train_batch_end(step - 1, logs)
-                if verbose == 1:
-                    progbar.update(step, list(logs.items()), finalize=False)
-            if batches_per_pass is not None and int(position_var) >= batches_per_pass:
-                iterator = None  # used up: the next epoch starts a new pass
-                break
-            if model.stop_training:
-                break
-        logs = accumulator.result()
-        if validation_data is not None:
-            logs.update({f"val_{k}": v for k, v in _evaluate(model, validation_data, steps).items()})
-        callback_list.on_epoch_end(epoch, logs)
-        for key, value in logs.items():
-            history.setdefault(key, []).append(value)
-        if verbose:
-            progbar.update(step, list(logs.items()), finalize=True)
-        if iterator is None:
-            position_var.assign(0)
-        epoch_var.assign(epoch + 1)
-        step_var.assign(0)
-        save()
-        if model.stop_training:
-            break
-    callback_list.on_train_end(logs)
-
-    if manager is not None:
-        _barrier(strategy)  # every worker has saved and cleaned up before the chief deletes
-        if chief:
-            tf.io.gfile.rmtree(backup_dir)
-    return history
+    return loop.run(validation_data)
 
 
 def _evaluate(model, dataset, steps):
@@ -710,12 +790,15 @@ def evaluate_custom_loop(model, dataset):
 
     Example:
 
-    >>> logs = evaluate_custom_loop(model, test_ds)
-    >>> sorted(logs)
+    >>> import mmkeras, numpy as np
+    >>> model = mmkeras.get_model("s0", **mmkeras.get_entry("s0").tiny)
+    >>> x = {"image": np.zeros((6, 32, 32, 3), "float32"), "text": np.ones((6, 12), "int32")}
+    >>> test_ds = tf.data.Dataset.from_tensor_slices((x, np.ones((6, 1), "float32"))).batch(4)
+    >>> sorted(evaluate_custom_loop(model, test_ds))
     ['accuracy', 'loss']
     """
     dataset = _with_default_sharding(dataset, "dataset")
-    return _evaluate(model, dataset, _Steps(model, dataset))
+    return _evaluate(model, dataset, _Steps(model, dataset, "dataset"))
 
 
 def predict_custom_loop(model, dataset):
@@ -734,8 +817,12 @@ def predict_custom_loop(model, dataset):
 
     Example:
 
-    >>> predict_custom_loop(model, test_ds)["label"].shape
-    (1000, 1)
+    >>> import mmkeras, numpy as np
+    >>> model = mmkeras.get_model("s4_multitask", **mmkeras.get_entry("s4_multitask").tiny)
+    >>> x = {"image": np.zeros((6, 32, 32, 3), "float32"), "text": np.ones((6, 12), "int32")}
+    >>> outputs = predict_custom_loop(model, tf.data.Dataset.from_tensor_slices(x).batch(4))
+    >>> {name: value.shape for name, value in sorted(outputs.items())}
+    {'image_class': (6, 10), 'sentiment': (6, 1)}
     """
     dataset = _with_default_sharding(dataset, "dataset")
     strategy = model.distribute_strategy
@@ -772,9 +859,15 @@ def fit(
 
     Example:
 
+    >>> import mmkeras, numpy as np
+    >>> strategy = get_strategy("auto")
     >>> with strategy.scope():
     ...     model = mmkeras.get_model("s0", **mmkeras.get_entry("s0").tiny)
-    >>> history = fit(model, train_ds, epochs=2, backup_dir="backup")
+    >>> x = {"image": np.zeros((8, 32, 32, 3), "float32"), "text": np.ones((8, 12), "int32")}
+    >>> train_ds = tf.data.Dataset.from_tensor_slices((x, np.ones((8, 1), "float32"))).batch(4)
+    >>> history = fit(model, train_ds, epochs=2, backup_dir="backup", verbose=0)
+    >>> sorted(history), os.path.exists("backup")  # the backup is deleted once training ends
+    (['accuracy', 'loss'], False)
     """
     if needs_custom_loop(model.distribute_strategy):
         return fit_custom_loop(

@@ -9,7 +9,6 @@ tests/scripts/train_resumable.py in subprocesses, with timeouts, and kill every 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import tensorflow as tf
 
 import mmkeras
 from mmkeras import distribute
+from tests.scripts.custom_task import penalized_model
 
 SCRIPT = Path(__file__).parent / "scripts" / "train_resumable.py"
 TIMEOUT = 240  # seconds for one training subprocess (2 shared cores: startup alone takes ~10 s)
@@ -37,17 +37,6 @@ def _env(tf_config=None):
     if tf_config is not None:
         env["TF_CONFIG"] = json.dumps(tf_config)
     return env
-
-
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 class Runs:
@@ -80,7 +69,7 @@ class Runs:
         return proc, log
 
     def start_workers(self, name, args, n=2):
-        ports = _free_ports(n)
+        ports = distribute.free_ports(n)
         cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
         return [
             self.start(f"{name}{i}", ["--strategy", "multi_worker", *args], {"cluster": cluster, "task": {"type": "worker", "index": i}})
@@ -171,6 +160,13 @@ def test_pipeline_helpers():
         distribute.global_batch_size(0)
 
 
+def test_free_ports():
+    ports = distribute.free_ports(3)
+    assert len(set(ports)) == 3 and all(isinstance(p, int) and 0 < p < 65536 for p in ports)
+    with pytest.raises(ValueError, match="Received: n=0"):
+        distribute.free_ports(0)
+
+
 def _tiny_data(model, n=32, batch_size=8, seed=0):
     rng = np.random.default_rng(seed)
     x = {
@@ -212,6 +208,31 @@ def test_custom_loop_matches_fit(name):
     )
 
 
+def test_custom_loop_trains_a_task_with_its_own_loss():
+    """A task whose `compute_loss` is not its head's loss (head's loss + a penalty on the outputs,
+    plus a weight regularizer): the custom loop trains it as `model.fit` does, per-output losses
+    included, with a short last batch."""
+    keras.utils.set_random_seed(3)
+    model_a = penalized_model("s4_multitask")
+    keras.utils.set_random_seed(3)
+    model_b = penalized_model("s4_multitask")
+    dataset, _ = _tiny_data(model_a, n=36)
+    history_fit = model_a.fit(dataset, epochs=2, shuffle=False, verbose=0).history
+    history_loop = distribute.fit_custom_loop(model_b, dataset, epochs=2, verbose=0)
+    assert {"loss", "image_class_loss", "sentiment_loss"} <= set(history_loop) == set(history_fit)
+    for key in history_fit:
+        np.testing.assert_allclose(history_loop[key], history_fit[key], rtol=1e-4, atol=1e-5, err_msg=key)
+    _assert_same_weights(model_b.get_weights(), model_a.get_weights(), atol=1e-5)
+    evaluated = distribute.evaluate_custom_loop(model_b, dataset)
+    expected = model_a.evaluate(dataset, verbose=0, return_dict=True)
+    for key in expected:
+        np.testing.assert_allclose(evaluated[key], expected[key], rtol=1e-4, atol=1e-5, err_msg=key)
+    # The penalty counts: the loss is above the loss of the head alone (weighted per-output losses).
+    weights = model_b.head.compile_args().get("loss_weights") or {}
+    head_loss = sum(weights.get(name, 1.0) * evaluated[f"{name}_loss"] for name in model_b.output_names)
+    assert evaluated["loss"] > head_loss + 0.01
+
+
 def test_custom_loop_backup_resumes(tmp_path):
     """A loop run again over a backup goes on from it; the result equals one uninterrupted run."""
     tiny = mmkeras.get_entry("s0").tiny
@@ -250,6 +271,8 @@ def test_custom_loop_argument_errors():
         distribute.fit_custom_loop(model, dataset, epochs=0)
     with pytest.raises(ValueError, match="`train_dataset` must be a tf.data.Dataset"):
         distribute.fit_custom_loop(model, x, epochs=1)
+    with pytest.raises(ValueError, match="`train_dataset` must yield at least one batch"):
+        distribute.fit_custom_loop(model, dataset.take(0), epochs=1)
     with pytest.raises(ValueError, match="other than BackupAndRestore"):
         distribute.fit_custom_loop(model, dataset, epochs=1, callbacks=[keras.callbacks.BackupAndRestore("b")])
     uncompiled = mmkeras.get_model("s0", compile=False, **mmkeras.get_entry("s0").tiny)
@@ -300,6 +323,33 @@ def test_multi_worker_identical_weights(tmp_path):
     losses0 = json.loads((tmp_path / "worker0.json").read_text())
     np.testing.assert_allclose(losses0, json.loads((tmp_path / "worker1.json").read_text()), atol=0)
     np.testing.assert_allclose(losses0, json.loads((tmp_path / "one.json").read_text()), rtol=1e-4, atol=1e-5)
+
+
+def test_multi_worker_trains_a_task_with_its_own_loss(tmp_path):
+    """2 MultiWorkerMirroredStrategy workers train a task with its own `compute_loss` and a weight
+    regularizer, on a multi-task recipe, with a short last batch split unevenly between the workers:
+    identical weights on both, equal to one process running `model.fit` on the same global batches,
+    and the same per-step losses and per-epoch logs (per-output losses included)."""
+    args = ["--model", "s4_multitask", "--task", "penalized", "--epochs", "2", "--steps", "3", "--batch-size", "8"]
+    args += ["--last-batch", "5"]  # split 3 / 2 between the workers
+    outputs = ["--out", "{}.npz", "--losses", "{}.json", "--history", "history_{}.json"]
+    with Runs(tmp_path) as runs:
+        workers = runs.start_workers("worker", [*args, *(a.format("worker{task}") for a in outputs)])
+        one = runs.start("one", [*args, *(a.format("one") for a in outputs)])
+        for proc, log in (*workers, one):
+            runs.wait(proc, log)
+    assert _lines(workers[0][1], "READY") == ["READY replicas=2"]
+    (it0, w0), (it1, w1), (it, w) = (_weights(tmp_path / f) for f in ("worker0.npz", "worker1.npz", "one.npz"))
+    assert it0 == it1 == it == 6
+    _assert_same_weights(w0, w1, atol=0)
+    _assert_same_weights(w0, w, atol=1e-5)
+    losses0, losses1, losses = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("worker0", "worker1", "one"))
+    np.testing.assert_allclose(losses0, losses1, atol=0)
+    np.testing.assert_allclose(losses0, losses, rtol=1e-4, atol=1e-5)
+    history0, history = (json.loads((tmp_path / f"history_{n}.json").read_text()) for n in ("worker0", "one"))
+    assert {"loss", "image_class_loss", "sentiment_loss"} <= set(history0) == set(history)
+    for key in history:
+        np.testing.assert_allclose(history0[key], history[key], rtol=1e-4, atol=1e-5, err_msg=key)
 
 
 KILL = ["--model", "s0", "--epochs", "3", "--steps", "6", "--batch-size", "8", "--step-delay", "0.25"]

@@ -6,12 +6,16 @@ only. Run it again with the same `--backup-dir` after it was killed and it goes 
 It prints one line per event, flushed, for the test that watches it:
 `READY replicas=R`, `RESUME ...` (a backup was found), `BEGIN epoch=E`, `STEP epoch=E step=S`,
 `END epoch=E seconds=T`, `DONE iterations=N seconds=T warm_samples_per_s=X`; and writes the final
-weights to `--out` (an .npz file; `{task}` in the path becomes the worker's index).
+weights to `--out` (an .npz file; `{task}` in the path becomes the worker's index). With
+`--task penalized` it trains the recipe as `custom_task.PenalizedClassifier`, a task with a loss of
+its own (`compute_loss`) and a regularization loss.
 
 Examples:
 
     python tests/scripts/train_resumable.py --out w.npz --backup-dir backup --epochs 3
     python tests/scripts/train_resumable.py --strategy mirrored --logical-devices 2 --out w.npz
+    python tests/scripts/train_resumable.py --model s4_multitask --task penalized --last-batch 5 \\
+        --out w.npz --history history.json
     TF_CONFIG='{"cluster": {"worker": ["127.0.0.1:2222", "127.0.0.1:2223"]},
                 "task": {"type": "worker", "index": 0}}' \\
         python tests/scripts/train_resumable.py --strategy multi_worker --out w{task}.npz
@@ -32,10 +36,14 @@ def parse_args(argv=None):
     parser.add_argument("--out", required=True, help="final weights (.npz); '{task}' becomes the worker index")
     parser.add_argument("--strategy", default="auto", help="a name for mmkeras.distribute.get_strategy")
     parser.add_argument("--logical-devices", type=int, default=1, help="split the CPU into this many devices")
-    parser.add_argument("--model", default="s0")
+    parser.add_argument("--model", default="s0", help="a zoo recipe; its tiny variant is trained")
+    parser.add_argument("--task", choices=("recipe", "penalized"), default="recipe",
+                        help="recipe: the recipe's task; penalized: custom_task.PenalizedClassifier")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--steps", type=int, default=8, help="batches per epoch")
     parser.add_argument("--batch-size", type=int, default=8, help="the global batch size")
+    parser.add_argument("--last-batch", type=int, default=None,
+                        help="examples in the last batch of an epoch (default: a full batch)")
     parser.add_argument("--backup-dir", default=None)
     parser.add_argument("--save-freq", default="epoch", help="'epoch' or a number of steps")
     parser.add_argument("--loop", choices=("auto", "fit", "custom"), default="auto",
@@ -43,6 +51,7 @@ def parse_args(argv=None):
     parser.add_argument("--step-delay", type=float, default=0.0, help="seconds to sleep after each step")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--losses", default=None, help="write the per-step losses to this JSON file")
+    parser.add_argument("--history", default=None, help="write the history (per-epoch logs) to this JSON file")
     parser.add_argument("--quiet-steps", action="store_true", help="no STEP lines (and no per-step callback), for timing")
     return parser.parse_args(argv)
 
@@ -68,14 +77,25 @@ def main(argv=None):
 
     # Data: fixed random examples, no shuffling, so every run sees the same batches in each epoch.
     with strategy.scope():
-        model = mmkeras.get_model(args.model, **mmkeras.get_entry(args.model).tiny)
+        if args.task == "penalized":
+            from custom_task import penalized_model  # next to this script
+
+            model = penalized_model(args.model)
+        else:
+            model = mmkeras.get_model(args.model, **mmkeras.get_entry(args.model).tiny)
     rng = np.random.default_rng(args.seed)
-    n = args.steps * args.batch_size
+    n = (args.steps - 1) * args.batch_size + (args.last_batch or args.batch_size)
     x = {
         "image": rng.random((n, *model.input["image"].shape[1:]), dtype="float32"),
         "text": rng.integers(0, 64, (n, model.input["text"].shape[1])).astype("int32"),
     }
-    y = rng.integers(0, 2, (n,)).astype("float32")
+    outputs = model.output if isinstance(model.output, dict) else {"label": model.output}
+    y = {
+        name: rng.integers(0, 2, (n,)).astype("float32") if out.shape[-1] == 1 else rng.integers(0, out.shape[-1], (n,))
+        for name, out in outputs.items()
+    }
+    if not isinstance(model.output, dict):
+        y = y["label"]
     dataset = distribute.distribute_dataset_options(
         tf.data.Dataset.from_tensor_slices((x, y)).batch(args.batch_size)
     )
@@ -120,12 +140,12 @@ def main(argv=None):
     print(f"READY replicas={strategy.num_replicas_in_sync}", flush=True)
     start = time.perf_counter()
     if args.loop == "custom" or (args.loop == "auto" and distribute.needs_custom_loop(strategy)):
-        distribute.fit_custom_loop(
+        history = distribute.fit_custom_loop(
             model, dataset, epochs=args.epochs, backup_dir=args.backup_dir, verbose=0,
             save_freq=save_freq, callbacks=[progress],
         )
     else:
-        distribute.fit(
+        history = distribute.fit(
             model, dataset, epochs=args.epochs, backup_dir=args.backup_dir, verbose=0,
             save_freq=save_freq, callbacks=[progress],
         )
@@ -135,9 +155,12 @@ def main(argv=None):
     if args.losses:
         with open(args.losses.format(task=task), "w") as f:
             json.dump(losses, f)
+    if args.history:
+        with open(args.history.format(task=task), "w") as f:
+            json.dump(history, f)
     # Throughput after the first epoch (which includes tracing): global examples per second.
     warm = epoch_seconds[1:]
-    warm_rate = args.steps * args.batch_size * len(warm) / sum(warm) if warm else float("nan")
+    warm_rate = n * len(warm) / sum(warm) if warm else float("nan")
     print(f"DONE iterations={iterations} seconds={seconds:.3f} warm_samples_per_s={warm_rate:.2f}", flush=True)
     return 0
 
