@@ -305,32 +305,16 @@ class Preprocessor:
                 array `(n, h, w, c)` (uint8, or floats in [0, 1]); resized to `image_shape`.
             name: the argument's name in error messages. Defaults to `"image"`.
         """
-        from mmkeras.data.pipeline import image_form
+        from mmkeras.data.pipeline import Examples, decode_all, image_form
 
         if self.image_shape is None:
             raise ValueError("This model's preprocessor has no image shape (a text-only model).")
         form = image_form(images, name)
-        if form == "arrays":
-            return images_to_float(fit_images(images, self.image_shape, name)).numpy()
-        decoded = []
-        for i, item in enumerate(images):
-            where = f"{name}[{i}]"
-            if form == "paths":
-                path = os.fspath(item)
-                if not os.path.isfile(path):
-                    raise ValueError(f"`{name}` must name existing image files. Received: {where}={path!r} (no such file)")
-                with open(path, "rb") as f:
-                    item = f.read()
-                where = f"{where}={path!r}"
-            try:
-                decoded.append(decode_image(bytes(item), self.image_shape).numpy())
-            except (tf.errors.InvalidArgumentError, ValueError) as error:
-                reason = str(getattr(error, "message", error)).strip().splitlines()[-1]
-                raise ValueError(
-                    f"`{name}` must be encoded PNG, JPEG, GIF or BMP images. Received: {where} "
-                    f"({len(item)} bytes), which cannot be decoded ({reason})"
-                ) from None
-        return np.stack(decoded) if decoded else np.zeros((0, *self.image_shape), "float32")
+        if form == "arrays":  # checked and resized as in training (lists of arrays of any size too)
+            table = Examples(images, None, image_shape=self.image_shape, verbose=False).images
+        else:
+            table = decode_all(list(images), self.image_shape, name, form == "paths", verbose=False)
+        return images_to_float(table).numpy()
 
     def get_config(self):
         return {

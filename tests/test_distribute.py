@@ -21,7 +21,7 @@ import tensorflow as tf
 
 import mmkeras
 from mmkeras import distribute
-from tests.scripts.custom_task import penalized_model
+from tests.scripts.custom_task import penalized_model, random_examples
 
 SCRIPT = Path(__file__).parent / "scripts" / "train_resumable.py"
 TIMEOUT = 240  # seconds for one training subprocess (2 shared cores: startup alone takes ~10 s)
@@ -168,18 +168,7 @@ def test_free_ports():
 
 
 def _tiny_data(model, n=32, batch_size=8, seed=0):
-    rng = np.random.default_rng(seed)
-    x = {
-        "image": rng.random((n, *model.input["image"].shape[1:]), dtype="float32"),
-        "text": rng.integers(0, 64, (n, model.input["text"].shape[1])).astype("int32"),
-    }
-    outputs = model.output if isinstance(model.output, dict) else {"label": model.output}
-    y = {
-        name: rng.integers(0, 2, (n,)).astype("float32") if out.shape[-1] == 1 else rng.integers(0, out.shape[-1], (n,))
-        for name, out in outputs.items()
-    }
-    if not isinstance(model.output, dict):
-        y = y["label"]
+    x, y = random_examples(model, n, seed)
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size), x
 
 

@@ -89,7 +89,7 @@ def image_form(images, name="images"):
     )
 
 
-def _decode_all(items, image_shape, name, read_files, verbose):
+def decode_all(items, image_shape, name, read_files, verbose):
     """Decode encoded images (or files) once into a table `(n, *image_shape)`.
 
     The table is uint8 when every image already has `image_shape` (nothing to resize: scaling per
@@ -290,7 +290,7 @@ class Examples:
             elif form == "arrays":
                 table = fit_images(images, image_shape)
             else:
-                table = _decode_all(list(images), image_shape, "images", form == "paths", verbose)
+                table = decode_all(list(images), image_shape, "images", form == "paths", verbose)
             self.images = table
             self.image_index = None if image_index is None else image_index.astype("int32")
             self.image_shape = image_shape

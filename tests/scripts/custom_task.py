@@ -4,10 +4,11 @@ Its `compute_loss` adds a penalty on the outputs to the head's compiled loss, so
 that computed the loss from `model.loss` instead of calling `compute_loss` would train another
 model; and it carries a weight regularizer, a loss that must count once per step, not once per
 replica. The tests import it as `tests.scripts.custom_task`, tests/scripts/train_resumable.py
-(`--task penalized`) as `custom_task`.
+(`--task penalized`) as `custom_task`; both also draw their data with `random_examples`.
 """
 
 import keras
+import numpy as np
 
 import mmkeras
 from mmkeras.tasks import FusionClassifier
@@ -56,3 +57,18 @@ def penalized_model(name):
     model = PenalizedClassifier.from_config(config)
     model.compile()
     return model
+
+
+def random_examples(model, n, seed=0):
+    """`(x, y)`: `n` random images and token ids for `model`, and labels for each of its outputs."""
+    rng = np.random.default_rng(seed)
+    x = {
+        "image": rng.random((n, *model.input["image"].shape[1:]), dtype="float32"),
+        "text": rng.integers(0, 64, (n, model.input["text"].shape[1])).astype("int32"),
+    }
+    outputs = model.output if isinstance(model.output, dict) else {"label": model.output}
+    y = {
+        name: rng.integers(0, 2, (n,)).astype("float32") if out.shape[-1] == 1 else rng.integers(0, out.shape[-1], (n,))
+        for name, out in outputs.items()
+    }
+    return x, (y if isinstance(model.output, dict) else y["label"])

@@ -68,6 +68,7 @@ def main(argv=None):
     import numpy as np
 
     import mmkeras
+    from custom_task import penalized_model, random_examples  # next to this script
     from mmkeras import distribute
 
     strategy = distribute.get_strategy(args.strategy)  # first: multi-worker needs it before any op
@@ -78,24 +79,11 @@ def main(argv=None):
     # Data: fixed random examples, no shuffling, so every run sees the same batches in each epoch.
     with strategy.scope():
         if args.task == "penalized":
-            from custom_task import penalized_model  # next to this script
-
             model = penalized_model(args.model)
         else:
             model = mmkeras.get_model(args.model, **mmkeras.get_entry(args.model).tiny)
-    rng = np.random.default_rng(args.seed)
     n = (args.steps - 1) * args.batch_size + (args.last_batch or args.batch_size)
-    x = {
-        "image": rng.random((n, *model.input["image"].shape[1:]), dtype="float32"),
-        "text": rng.integers(0, 64, (n, model.input["text"].shape[1])).astype("int32"),
-    }
-    outputs = model.output if isinstance(model.output, dict) else {"label": model.output}
-    y = {
-        name: rng.integers(0, 2, (n,)).astype("float32") if out.shape[-1] == 1 else rng.integers(0, out.shape[-1], (n,))
-        for name, out in outputs.items()
-    }
-    if not isinstance(model.output, dict):
-        y = y["label"]
+    x, y = random_examples(model, n, args.seed)
     dataset = distribute.distribute_dataset_options(
         tf.data.Dataset.from_tensor_slices((x, y)).batch(args.batch_size)
     )
