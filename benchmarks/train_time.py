@@ -45,6 +45,14 @@ def run_once(tree, output, seed, precision):
     return metrics
 
 
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def summary(values):
     return f"median {statistics.median(values):.1f} s [{min(values):.1f}, {max(values):.1f}]"
 
@@ -71,7 +79,7 @@ def main(argv=None):
             )
     loads.append(os.getloadavg())
     shutil.rmtree(scratch, ignore_errors=True)
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
+    print(f"\nmachine: {cpu_name()}, {os.cpu_count()} cores, {platform.platform()}")
     print(f"load average before / after: {loads[0][0]:.2f} / {loads[1][0]:.2f}")
     medians = {}
     for name, runs in results.items():
