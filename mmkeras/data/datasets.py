@@ -17,6 +17,7 @@ Example:
 ('multiclass', 13, (64, 64, 3))
 """
 
+import collections
 import dataclasses
 from typing import Callable, Optional
 
@@ -61,11 +62,60 @@ class DatasetSplits:
         )
         return f"<DatasetSplits {self.name!r}: {self.task}, {len(self.class_names)} classes, {sizes}>"
 
+    def baselines(self):
+        """What the texts alone give on the test split (see `text_only_baselines`).
+
+        Learned from the training and validation examples; needs texts and class-index labels.
+        """
+        parts = [e for e in (self.train, self.validation) if e is not None]
+        return text_only_baselines(
+            np.concatenate([e.texts for e in parts]),
+            np.concatenate([e.labels for e in parts]),
+            self.test.texts,
+            self.test.labels,
+        )
+
     def head_spec(self):
         """The `head` argument of `build_model` for this task."""
         if self.task == "binary":
             return {"kind": "binary", "name": self.output_name}
         return {"kind": "multiclass", "num_classes": len(self.class_names), "name": self.output_name}
+
+
+def text_only_baselines(train_texts, train_labels, test_texts, test_labels):
+    """Test accuracy of two answers that never look at the image.
+
+    - `most_common_answer`: always the most frequent training label;
+    - `question_only`: for each test text, the most frequent training label of the same text
+      (lower-cased, stripped); the most common answer for a text never seen in training.
+
+    A multimodal model must beat `question_only` to show that it uses the image.
+
+    Example:
+
+    >>> text_only_baselines(["is it red?", "is it red?", "what shape?"], [1, 1, 2],
+    ...                     ["is it red?", "what shape?", "what color?"], [1, 0, 1])
+    {'most_common_answer': 0.6666666666666666, 'question_only': 0.6666666666666666}
+    """
+    train_labels, test_labels = np.asarray(train_labels), np.asarray(test_labels)
+    if train_labels.ndim != 1 or test_labels.ndim != 1:
+        raise ValueError(
+            "`train_labels` and `test_labels` must be one class index per example. "
+            f"Received: shapes {train_labels.shape} and {test_labels.shape}"
+        )
+    values, counts = np.unique(train_labels, return_counts=True)
+    most_common = values[np.argmax(counts)]
+    by_text = collections.defaultdict(collections.Counter)
+    for text, label in zip(train_texts, train_labels):
+        by_text[str(text).lower().strip()][label.item()] += 1
+    guesses = [
+        by_text[key].most_common(1)[0][0] if key in by_text else most_common
+        for key in (str(text).lower().strip() for text in test_texts)
+    ]
+    return {
+        "most_common_answer": float(np.mean(test_labels == most_common)),
+        "question_only": float(np.mean(np.asarray(guesses) == test_labels)),
+    }
 
 
 _DATASETS = {}

@@ -61,6 +61,13 @@ def evaluate(model, dataset=None, *, split="test", batch_size=256, limit=None, v
     examples = getattr(splits, split)
     if examples is None:
         raise ValueError(f"`split` {split!r} is empty for dataset {splits.name!r}. Received: split={split!r}")
+    classes = net.class_names() if hasattr(net, "class_names") else None
+    if isinstance(classes, list) and splits.class_names is not None and classes != list(splits.class_names):
+        raise ValueError(
+            f"`dataset` must have the classes the model answers with ({len(classes)}: {classes[:5]}...), so "
+            f"that a label means the same class. Received: dataset {splits.name!r} with classes "
+            f"{list(splits.class_names)[:5]}..."
+        )
     net.check_labels(examples.labels)
     if not net.compiled:
         net.compile()
