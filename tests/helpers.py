@@ -77,6 +77,76 @@ def run_output_test(model):
         assert value.dtype == np.float32, name
 
 
+def run_modalities_test(model, n=3, atol=1e-6):
+    """Every input is used: changing only one input (the token ids, or the image) moves every output.
+
+    From toy inputs, each input in turn is replaced by other toy values while the others stay; every
+    output (each head of a multi-task model) must then move by more than `atol` (times its scale
+    when that is above 1) somewhere in the batch, in inference mode. `atol` sits far above float32
+    rounding (about 1e-7 for outputs near 1) and far below what a used input does; a model that
+    drops a modality, or whose features of one modality vanish beside the other's, moves by 0.
+    A single-input model (`s3`: image only) checks its one input. One forward pass: the reference
+    batch and each changed copy are stacked.
+    """
+    keys = sorted(model.input_kinds, key=lambda key: key != "text")  # the token ids first, then the image
+    assert keys, model.name
+    x, other = toy_inputs(model, n=n, seed=0), toy_inputs(model, n=n, seed=1)
+    batch = {key: np.concatenate([x[key]] + [other[key] if k == key else x[key] for k in keys]) for key in x}
+    outputs = model(batch, training=False)
+    outputs = outputs if isinstance(outputs, dict) else {model.output_names[0]: outputs}
+    assert sorted(outputs) == sorted(model.output_names)
+    for name, value in outputs.items():
+        value = keras.ops.convert_to_numpy(value).reshape(1 + len(keys), n, -1)
+        for i, key in enumerate(keys, start=1):
+            assert not np.array_equal(x[key], other[key]), key
+            difference = float(np.max(np.abs(value[i] - value[0])))
+            limit = atol * max(1.0, float(np.max(np.abs(value[0]))))
+            assert difference > limit, (
+                f"{model.name}: changing only its {key!r} input moves the output {name!r} by at most "
+                f"{difference:.3g} (<= {limit:.3g}): the {key!r} input is not used measurably"
+            )
+
+
+def _output_dtypes(graph, inputs):
+    """`{layer: dtype of the tensor it outputs}` for the layers with weights of a functional graph,
+    measured by running the graph on `inputs`; nested models are entered (fed ones of their input
+    shapes: only the dtypes matter)."""
+    layers = [layer for layer in graph.layers if layer.weights]
+    leaves = [layer for layer in layers if not isinstance(layer, keras.Model)]
+    dtypes = {}
+    if leaves:
+        values = keras.Model(graph.input, [layer.output for layer in leaves])(inputs)
+        dtypes.update({layer: keras.backend.standardize_dtype(v.dtype) for layer, v in zip(leaves, values)})
+    for nested in layers:
+        if isinstance(nested, keras.Model):
+            ones = keras.tree.map_structure(lambda t: np.ones((2, *t.shape[1:]), t.dtype), nested.input)
+            found = _output_dtypes(nested, ones)
+            assert found, f"no layer with weights checked inside {nested.name!r}"
+            dtypes.update(found)
+    return dtypes
+
+
+def run_precision_test(model, hidden_dtype="bfloat16"):
+    """The hidden layers compute in `hidden_dtype`, the heads' output layers in float32.
+
+    Every layer with weights, nested encoders (and backbones) included, must declare the compute
+    dtype (`layer.compute_dtype`) and really output it when the model runs on toy inputs; the
+    layers that give the model's outputs (the heads) compute in float32 under every policy.
+    """
+    heads = {model.get_layer(name) for name in model.output_names}
+    dtypes = _output_dtypes(model, toy_inputs(model, n=2))
+    assert heads <= set(dtypes)
+    assert len(dtypes) > len(heads)
+    for layer, dtype in dtypes.items():
+        expected = "float32" if layer in heads else hidden_dtype
+        assert (layer.compute_dtype, dtype) == (expected, expected), (
+            f"{model.name}: layer {layer.name!r} ({type(layer).__name__}) declares "
+            f"{layer.compute_dtype} and outputs {dtype}; expected {expected}"
+        )
+        assert layer.variable_dtype == "float32", layer.name
+    return dtypes
+
+
 def run_fit_test(model, epochs=8):
     """A few full-batch steps on a fixed toy batch: the loss stays finite and falls."""
     x, y = toy_inputs(model), toy_labels(model)

@@ -8,7 +8,9 @@ import mmkeras
 from tests.helpers import (
     run_config_test,
     run_fit_test,
+    run_modalities_test,
     run_output_test,
+    run_precision_test,
     run_saving_test,
     tiny_model,
     toy_inputs,
@@ -38,6 +40,11 @@ def test_the_zoo_has_the_documents_models_and_a_recipe_per_fusion():
 @pytest.mark.parametrize("name", MODELS)
 def test_outputs(name):
     run_output_test(tiny_model(name))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_input_moves_every_output(name):
+    run_modalities_test(tiny_model(name, compile=False))
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -104,19 +111,30 @@ def mixed_bfloat16():
     keras.mixed_precision.set_global_policy("float32")
 
 
-# Under mixed precision, every model whose parts differ from the others' (the rest: `-m slow`).
+# Under mixed precision, every model whose parts differ from the others' and the default recipe
+# (the rest: `-m slow`).
 MIXED_DEFAULT = {"s1", "s2", "s4_multitask", "fusion_attention", "fusion_gated", "fusion_low_rank_tensor",
-                 "fusion_sequence", "fusion_weighted_sum", "residual_transformer"}
+                 "fusion_sequence", "fusion_weighted_sum", "residual_transformer", "vqa"}
 
 
 @pytest.mark.parametrize(
     "name", [n if n in MIXED_DEFAULT else pytest.param(n, marks=pytest.mark.slow) for n in MODELS]
 )
-def test_mixed_precision_trains_and_keeps_float32_outputs(name, mixed_bfloat16):
+def test_mixed_precision_computes_in_bfloat16_and_keeps_float32_outputs(name, mixed_bfloat16):
     model = tiny_model(name)
+    assert model.dtype_policy.name == "mixed_bfloat16"
+    run_precision_test(model, "bfloat16")  # hidden layers bfloat16, heads float32
     x, y = toy_inputs(model, n=4), toy_labels(model, n=4)
     losses = model.train_on_batch(x, y)
     assert np.isfinite(losses).all()
     outputs = model.predict(x, verbose=0)
     for value in outputs.values() if isinstance(outputs, dict) else [outputs]:
         assert value.dtype == np.float32
+
+
+def test_a_model_built_in_a_precision_scope_keeps_its_policy():
+    with mmkeras.precision.precision_scope("mixed_bfloat16"):
+        mixed = tiny_model("vqa", compile=False)
+    plain = tiny_model("vqa", compile=False)  # the scope restored float32
+    run_precision_test(mixed, "bfloat16")  # run outside the scope: the layers keep their policy
+    run_precision_test(plain, "float32")

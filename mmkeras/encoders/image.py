@@ -14,6 +14,7 @@ from mmkeras.validation import (
     check_int_tuple,
     check_one_of,
     check_positive_int,
+    received,
 )
 
 POOLINGS = ("max", "avg", None)
@@ -185,12 +186,34 @@ def _application_names():
     )
 
 
+# LayerNormalization is scale invariant but for its epsilon: it must sit far below the variance of
+# the pooled features of a random backbone in inference mode (about 1e-21 for MobileNetV3Small,
+# down to about 1e-23 for MobileNetV3Large), and float32 represents variances down to about 1e-38.
+FEATURE_NORM_EPSILON = 1e-30
+
+
+def _preprocesses_inside(base):
+    """True when a `keras.applications` model begins with its own input preprocessing.
+
+    Such backbones (`include_preprocessing`, or always for EfficientNet) start with a `Rescaling`
+    or `Normalization` layer made for pixel values in [0, 255]: in Keras 3, MobileNetV3
+    (`Rescaling(1/127.5, offset=-1)`), EfficientNet (`Rescaling(1/255)`, `Normalization`),
+    EfficientNetV2 (`Rescaling(1/255)` and the ImageNet mean and variance, or
+    `Rescaling(1/128, offset=-1)`) and ConvNeXt (`Normalization` by the ImageNet mean and standard
+    deviation times 255). The others (ResNet, VGG, DenseNet, Inception, Xception, NASNet,
+    MobileNet, MobileNetV2) begin with a convolution or padding and leave preprocessing outside.
+    """
+    first = next(layer for layer in base.layers if not isinstance(layer, keras.layers.InputLayer))
+    return isinstance(first, (keras.layers.Rescaling, keras.layers.Normalization))
+
+
 def applications_encoder(
     image_shape=(224, 224, 3),
     backbone="MobileNetV3Small",
     weights=None,
     pooling="avg",
     trainable=True,
+    normalize=True,
     dense_units=(),
     dropout=0.0,
     name="image_encoder",
@@ -207,23 +230,43 @@ def applications_encoder(
         weights: `None` or the path of a local weights file. Defaults to `None`.
         pooling: `"avg"` or `"max"`, the global pooling on the feature map. Defaults to `"avg"`.
         trainable: bool, whether the backbone's weights train. Defaults to `True`.
+        normalize: bool, a `LayerNormalization` (`image_feature_norm`) on the pooled backbone
+            features, so their scale does not depend on the backbone's batch-norm statistics (see
+            the note). Defaults to `True`.
         dense_units: sequence of ints, Dense(relu) layers after pooling. Defaults to `()`.
         dropout: float, dropout after each dense layer. Defaults to `0.0`.
         name: str. Defaults to `"image_encoder"`.
 
-    Note: the backbone sees the images as mmkeras' pipelines give them (floats in [0, 1]).
-    Backbones with a built-in rescaling layer (MobileNetV3, EfficientNet) expect [0, 255];
-    with random weights this only shifts the input scale, with pretrained weights scale first.
+    Note: mmkeras' images are floats in [0, 1]. Backbones whose graph begins with their own
+    preprocessing expect pixel values in [0, 255] (in Keras 3: MobileNetV3, EfficientNet,
+    EfficientNetV2 and ConvNeXt); for them the encoder multiplies the image by 255 first (layer
+    `image_to_pixel_range`), so they see the range their weights are made for (MobileNetV3, for
+    one, maps [0, 255] to [-1, 1]: fed [0, 1] its input would be nearly constant). The other
+    backbones see [0, 1]: with pretrained weights apply their `preprocess_input` convention
+    yourself (e.g. a custom `keras.Model` as `image_encoder`). With random weights a backbone's
+    batch-norm layers hold untrained statistics (mean 0, variance 1) and run with them in
+    inference mode, and the activations of a deep backbone then shrink or grow layer by layer (the
+    pooled features of a random MobileNetV3Small are about 1e-10, of a random ResNet50 about 10),
+    until training has moved those statistics. `normalize=True` standardizes the pooled features,
+    with an epsilon (1e-30) far below their variance, so their scale (next to the text features')
+    does not depend on those statistics. It cannot undo stale statistics: once training has
+    learned batch-norm offsets, and until the moving statistics have caught up (MobileNetV3's
+    momentum is 0.999: thousands of steps), a random backbone in inference mode gives nearly the
+    same features for every image. Load trained weights, or train long enough.
 
     Example:
 
     >>> encoder = applications_encoder((32, 32, 3), backbone="MobileNetV3Small")
     >>> encoder.output_shape
     (None, 576)
+    >>> [layer.name for layer in encoder.layers[1:]]
+    ['image_to_pixel_range', 'MobileNetV3Small', 'image_feature_norm']
     """
     image_shape = check_image_shape("image_shape", image_shape)
     check_one_of("backbone", backbone, _application_names())
     check_one_of("pooling", pooling, ("avg", "max"))
+    if not isinstance(normalize, bool):
+        raise ValueError(f"`normalize` must be True or False. {received('normalize', normalize)}")
     dense_units = check_int_tuple("dense_units", dense_units)
     dropout = check_fraction("dropout", dropout)
     if weights is not None and not (isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights)):
@@ -238,7 +281,12 @@ def applications_encoder(
         base.load_weights(os.fspath(weights))
     base.trainable = trainable
     inputs = keras.Input(image_shape, name="image")
-    x = base(inputs)
+    x = inputs
+    if _preprocesses_inside(base):
+        x = keras.layers.Rescaling(255.0, name="image_to_pixel_range")(x)
+    x = base(x)
+    if normalize:
+        x = keras.layers.LayerNormalization(epsilon=FEATURE_NORM_EPSILON, name="image_feature_norm")(x)
     x = _dense_stack(x, dense_units, dropout, "image")
     return keras.Model(inputs, x, name=name)
 
