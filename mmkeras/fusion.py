@@ -1,10 +1,11 @@
 """Fusion layers: combine two or more modality vectors `(batch, width_i)` into one vector.
 
-Every layer here is a serializable Keras layer written with `keras.ops`: the test suite runs
-them on the TensorFlow and JAX backends (`tests/test_backends.py`); other Keras backends are not
-tested. Layers that need a common width project each modality
-with its own learned matrix to `units` first; where `units` is `None` and the inputs already
-share a width, no projection is made.
+Every layer here is a serializable Keras layer written with `keras.ops`: on the JAX backend each
+gives TensorFlow's outputs (to 1e-5) from the same weights (`tests/test_backends.py`); other Keras
+backends are not tested. Layers that need a common width project each modality
+with its own learned matrix (and bias, and the layer's `activation`) to `units` first; where
+`units` is `None` and the inputs already share a width, no projection is made, except by the
+layers that always project (`gated`, `attention`, `sequence`).
 
 Example:
 
@@ -199,7 +200,8 @@ class ProductFusion(Fusion):
 class GatedFusion(Fusion):
     """Gated multimodal unit: learned gates choose, unit by unit, how much of each modality to keep.
 
-    `h_i = tanh(W_i x_i)`, gates `z = softmax_i(W_z [x_1..x_n])` per unit, output `sum_i z_i * h_i`.
+    `h_i = activation(W_i x_i + b_i)` (tanh by default), gates
+    `z = softmax_i(W_z [x_1..x_n] + b_z)` per unit, output `sum_i z_i * h_i`.
 
     Arevalo et al. (2017), "Gated Multimodal Units for Information Fusion". With two
     modalities the softmax gate equals the paper's sigmoid gate `z, 1 - z`.

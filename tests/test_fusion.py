@@ -1,5 +1,6 @@
 """The fusion layers compute what their docstrings say, for two and three modalities."""
 
+import keras
 import numpy as np
 import pytest
 from keras import ops
@@ -105,3 +106,194 @@ def test_layers_that_need_one_width_say_so():
         fusion.ProductFusion()([A, B])
     with pytest.raises(ValueError, match="between 2 and 3"):
         fusion.TensorFusion()([A, B, C, A])
+
+
+# --- Every formula, projections included, against a float64 numpy reference -----------------------
+#
+# The reference reads the layer's own weights by name (`kernels`, `gate_kernel`, `rnn.cell`, ...)
+# after they are all set to random values (biases and logits included, so a reference or a layer
+# that drops a bias cannot pass), and writes each formula out again in numpy.
+
+NUMPY_ACTIVATIONS = {
+    "linear": lambda x: x,
+    "tanh": np.tanh,
+    "relu": lambda x: np.maximum(x, 0.0),
+    "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
+}
+
+
+def _np(variable):
+    return ops.convert_to_numpy(variable).astype("float64")
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _softmax(x, axis):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def reference_projection(layer, inputs):
+    """`P_i x_i = activation(x_i W_i + b_i)` for every modality; the inputs as they are otherwise."""
+    xs = [np.asarray(x, "float64") for x in inputs]
+    project = layer.always_project or layer.units is not None
+    if isinstance(layer, fusion.LowRankTensorFusion) or not project:
+        assert not layer.kernels  # no projection weights either
+        return xs
+    width = layer.units or xs[0].shape[-1]
+    activation = NUMPY_ACTIVATIONS[layer.get_config()["activation"]]
+    projected = []
+    for x, kernel, bias in zip(xs, layer.kernels, layer.biases):
+        kernel, bias = _np(kernel), _np(bias)
+        assert kernel.shape == (x.shape[-1], width) and bias.shape == (width,)
+        projected.append(activation(x @ kernel + bias))
+    return projected
+
+
+def reference_gru(cell, xs):
+    """Keras' GRU (reset_after=True, gates z, r, h), final state, from zeros."""
+    assert cell.reset_after and cell.use_bias
+    kernel, recurrent, bias = _np(cell.kernel), _np(cell.recurrent_kernel), _np(cell.bias)
+    u = cell.units
+    h = np.zeros((xs[0].shape[0], u))
+    for x in xs:
+        gx = x @ kernel + bias[0]
+        gh = h @ recurrent + bias[1]
+        z = _sigmoid(gx[:, :u] + gh[:, :u])
+        r = _sigmoid(gx[:, u : 2 * u] + gh[:, u : 2 * u])
+        candidate = np.tanh(gx[:, 2 * u :] + r * gh[:, 2 * u :])
+        h = z * h + (1 - z) * candidate
+    return h
+
+
+def reference_lstm(cell, xs):
+    """Keras' LSTM (gates i, f, c, o), final hidden state, from zeros."""
+    kernel, recurrent, bias = _np(cell.kernel), _np(cell.recurrent_kernel), _np(cell.bias)
+    u = cell.units
+    h = c = np.zeros((xs[0].shape[0], u))
+    for x in xs:
+        g = x @ kernel + h @ recurrent + bias
+        i, f, o = _sigmoid(g[:, :u]), _sigmoid(g[:, u : 2 * u]), _sigmoid(g[:, 3 * u :])
+        c = f * c + i * np.tanh(g[:, 2 * u : 3 * u])
+        h = o * np.tanh(c)
+    return h
+
+
+def reference_fusion(layer, inputs):
+    """What each fusion layer's docstring says it computes, in float64 numpy."""
+    raw = [np.asarray(x, "float64") for x in inputs]
+    xs = reference_projection(layer, inputs)
+    n = len(xs)
+    if isinstance(layer, fusion.ConcatenateFusion):
+        return np.concatenate(xs, axis=-1)
+    if isinstance(layer, fusion.SumFusion):
+        return sum(xs)
+    if isinstance(layer, fusion.WeightedSumFusion):
+        w = _softmax(_np(layer.modality_logits), axis=0)
+        return sum(w_i * x for w_i, x in zip(w, xs))
+    if isinstance(layer, fusion.ProductFusion):
+        return np.prod(np.stack(xs), axis=0)
+    if isinstance(layer, fusion.GatedFusion):
+        # h_i = tanh(x_i W_i + b_i); gates from the raw modalities, one softmax over modalities per unit.
+        width = xs[0].shape[-1]
+        logits = np.concatenate(raw, axis=-1) @ _np(layer.gate_kernel) + _np(layer.gate_bias)
+        gates = _softmax(logits.reshape(-1, n, width), axis=1)  # logit i * width + u gates modality i, unit u
+        return sum(gates[:, i] * xs[i] for i in range(n))
+    if isinstance(layer, fusion.AttentionFusion):
+        width = xs[0].shape[-1]
+        q = [x @ _np(layer.query_kernel) for x in xs]
+        k = [x @ _np(layer.key_kernel) for x in xs]
+        v = [x @ _np(layer.value_kernel) for x in xs]
+        out = 0.0
+        for i in range(n):  # modality i attends over every modality j
+            scores = np.stack([(q[i] * k[j]).sum(-1) for j in range(n)], axis=-1) / np.sqrt(width)
+            weights = _softmax(scores, axis=-1)
+            context = sum(weights[:, j : j + 1] * v[j] for j in range(n))
+            out = out + xs[i] + context
+        return out / n
+    if isinstance(layer, fusion.TensorFusion):
+        fused = np.ones((xs[0].shape[0], 1))
+        for x in xs:
+            x1 = np.concatenate([x, np.ones((x.shape[0], 1))], axis=-1)
+            fused = np.einsum("bi,bj->bij", fused, x1).reshape(x.shape[0], -1)
+        return fused
+    if isinstance(layer, fusion.LowRankTensorFusion):
+        product = 1.0
+        for x, factor in zip(xs, layer.factors):
+            x1 = np.concatenate([x, np.ones((x.shape[0], 1))], axis=-1)
+            product = product * np.einsum("bd,rdu->bru", x1, _np(factor))
+        return np.einsum("bru,r->bu", product, _np(layer.rank_weights)) + _np(layer.bias)
+    if isinstance(layer, fusion.SequenceFusion):
+        cell = layer.rnn.cell
+        assert type(cell) is {"gru": keras.layers.GRUCell, "lstm": keras.layers.LSTMCell}[layer.cell]
+        return (reference_gru if layer.cell == "gru" else reference_lstm)(cell, xs)
+    raise AssertionError(f"no numpy reference for {type(layer).__name__}")
+
+
+MIXED = {"two": [A, B], "three": [A, B, C]}  # different widths
+COMMON = {"two": SAME[:2], "three": SAME}  # one width
+REFERENCE_CASES = [
+    ("concatenate", {}, MIXED),
+    ("concatenate", {"units": 4}, MIXED),
+    ("concatenate", {"units": 4, "activation": "relu"}, MIXED),
+    ("sum", {}, COMMON),
+    ("sum", {"units": 4}, MIXED),
+    ("sum", {"units": 4, "activation": "tanh"}, MIXED),
+    ("weighted_sum", {}, COMMON),
+    ("weighted_sum", {"units": 4}, MIXED),
+    ("product", {}, COMMON),
+    ("product", {"units": 4}, MIXED),
+    ("gated", {}, MIXED),  # units=None: the first modality's width
+    ("gated", {"units": 4}, MIXED),
+    ("attention", {}, MIXED),
+    ("attention", {"units": 4}, MIXED),
+    ("attention", {}, COMMON),  # projects even when the widths already match
+    ("tensor", {}, MIXED),
+    ("tensor", {"units": 2}, MIXED),
+    ("low_rank_tensor", {"units": 5, "rank": 3}, MIXED),
+    ("sequence", {}, MIXED),
+    ("sequence", {"units": 4}, MIXED),
+    ("sequence", {"units": 4, "cell": "lstm"}, MIXED),
+]
+
+
+def randomize_weights(layer, seed=0):
+    """Every weight of the layer (zero-initialised biases and logits too) to random values."""
+    rng = np.random.default_rng(seed)
+    layer.set_weights([rng.normal(scale=0.5, size=w.shape).astype(w.dtype) for w in layer.get_weights()])
+
+
+def test_reference_cases_cover_every_fusion():
+    assert {name for name, _, _ in REFERENCE_CASES} == set(fusion.FUSIONS)
+
+
+@pytest.mark.parametrize("count", ["two", "three"])
+@pytest.mark.parametrize(
+    "name, kwargs, inputs",
+    REFERENCE_CASES,
+    ids=[
+        "-".join([n, *(f"{k}={v}" for k, v in kw.items()), "same_width" if inputs is COMMON else "mixed_widths"])
+        for n, kw, inputs in REFERENCE_CASES
+    ],
+)
+def test_fusion_matches_its_numpy_reference(name, kwargs, inputs, count):
+    inputs = inputs[count]
+    layer = fusion.get_fusion(name, **kwargs)
+    layer(inputs)
+    randomize_weights(layer)
+    out = ops.convert_to_numpy(layer(inputs))
+    expected = reference_fusion(layer, inputs)
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_attention_weights_match_the_reference_softmax():
+    layer = fusion.AttentionFusion(units=4)
+    layer([A, B, C])
+    randomize_weights(layer)
+    hidden = np.stack(reference_projection(layer, [A, B, C]), axis=1)
+    q, k = hidden @ _np(layer.query_kernel), hidden @ _np(layer.key_kernel)
+    expected = _softmax(np.einsum("bqd,bkd->bqk", q, k) / 2.0, axis=-1)  # sqrt(units=4)
+    np.testing.assert_allclose(ops.convert_to_numpy(layer.attention_weights([A, B, C])), expected, rtol=1e-5, atol=1e-6)
