@@ -22,6 +22,7 @@ Usage (from the repository root):
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -30,7 +31,7 @@ import subprocess
 import sys
 import time
 
-from mmkeras.distribute import free_ports
+from mmkeras.distribute import reserve_ports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "tests", "scripts", "train_resumable.py")
@@ -55,28 +56,29 @@ def _env(tf_config=None):
 
 def run_config(config, common, timeout, workdir):
     """One run of one configuration: the warm samples/s reported by the (first) process."""
-    commands = []
-    if "workers" in config:
-        ports = free_ports(config["workers"])
-        cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-        for i in range(config["workers"]):
-            tf_config = {"cluster": cluster, "task": {"type": "worker", "index": i}}
-            commands.append((["--strategy", "multi_worker"], tf_config))
-    else:
-        commands.append((config["args"], None))
-    procs = []
-    try:
-        for i, (args, tf_config) in enumerate(commands):
-            cmd = [sys.executable, SCRIPT, *common, *args, "--out", os.path.join(workdir, f"w{i}.npz")]
-            procs.append(
-                subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(tf_config))
-            )
-        outputs = [p.communicate(timeout=timeout)[0] for p in procs]
-    finally:
-        for p in procs:  # only the processes started here
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+    workers = config.get("workers")
+    with reserve_ports(workers) if workers else contextlib.nullcontext([]) as ports:  # held while they run
+        commands = []
+        if "workers" in config:
+            cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+            for i in range(config["workers"]):
+                tf_config = {"cluster": cluster, "task": {"type": "worker", "index": i}}
+                commands.append((["--strategy", "multi_worker"], tf_config))
+        else:
+            commands.append((config["args"], None))
+        procs = []
+        try:
+            for i, (args, tf_config) in enumerate(commands):
+                cmd = [sys.executable, SCRIPT, *common, *args, "--out", os.path.join(workdir, f"w{i}.npz")]
+                procs.append(
+                    subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(tf_config))
+                )
+            outputs = [p.communicate(timeout=timeout)[0] for p in procs]
+        finally:
+            for p in procs:  # only the processes started here
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
     for p, out in zip(procs, outputs):
         if p.returncode != 0:
             raise RuntimeError(f"a benchmark process failed (exit code {p.returncode}):\n{out[-3000:]}")

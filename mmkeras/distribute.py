@@ -25,6 +25,7 @@ Example:
 False
 """
 
+import contextlib
 import json
 import os
 import socket
@@ -269,12 +270,59 @@ def _worker_tag(strategy):
     return f"{getattr(resolver, 'task_type', None) or 'worker'}_{getattr(resolver, 'task_id', 0) or 0}"
 
 
-def free_ports(n):
-    """`n` distinct TCP ports free on 127.0.0.1 now: the addresses of local workers in `TF_CONFIG`.
+@contextlib.contextmanager
+def reserve_ports(n):
+    """Hold `n` distinct free TCP ports on 127.0.0.1 while local workers start on them.
 
-    The system picks each port (a socket bound to port 0); the `n` sockets are held together, so
-    the ports differ, then closed. Another program may take a port before a worker binds it, so
-    start the workers right away.
+    A context manager yielding the port numbers, for the addresses of local workers in
+    `TF_CONFIG`. Each port is held by a socket bound to it with `SO_REUSEADDR` that never listens.
+    Linux then gives the port to no socket that asks for any port (a bind to port 0, the local
+    port of an outgoing connection) and refuses it to a bind without `SO_REUSEADDR`, while a
+    TensorFlow worker, whose gRPC server binds with `SO_REUSEADDR`, can still bind it and listen
+    on it; once it listens, the port is its own. Start the workers inside the `with` block and
+    leave it once they have started their servers (their strategy exists) or ended: the sockets
+    are closed then.
+
+    What is left open: a program that binds one of these port numbers itself, with
+    `SO_REUSEADDR`, and listens before the worker does takes the port (the worker then fails
+    with "Could not start gRPC server"); so does anything after the block ends, if no worker
+    listens on the port by then. Other systems than Linux may treat `SO_REUSEADDR` otherwise.
+
+    Args:
+        n: int, how many ports.
+
+    Yields:
+        A list of `n` port numbers.
+
+    Example:
+
+    >>> with reserve_ports(2) as ports:
+    ...     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    ...     # start the workers here, each with its TF_CONFIG, e.g. worker 0's:
+    ...     tf_config = {"cluster": cluster, "task": {"type": "worker", "index": 0}}
+    >>> len(set(ports))
+    2
+    """
+    check_positive_int("n", n)
+    sockets = []
+    try:
+        for _ in range(n):  # all held together: the ports differ
+            sockets.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sockets[-1].setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sockets[-1].bind(("127.0.0.1", 0))
+        yield [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def free_ports(n):
+    """`n` distinct TCP ports free on 127.0.0.1 now, held by nothing: prefer `reserve_ports`.
+
+    The system picks each port (`reserve_ports`); the ports are released when this returns. Until
+    a worker binds one, any program may take it, an outgoing connection included (its local port
+    is picked from the same range): start the workers right away, or hold the ports with
+    `reserve_ports` while the workers start.
 
     Args:
         n: int, how many ports.
@@ -290,15 +338,8 @@ def free_ports(n):
     >>> len(set(ports))
     2
     """
-    check_positive_int("n", n)
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+    with reserve_ports(n) as ports:
+        return ports
 
 
 # --------------------------------------------------------------------------------------------

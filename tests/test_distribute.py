@@ -6,9 +6,12 @@ configured before TensorFlow starts; each worker is a process): those tests run
 tests/scripts/train_resumable.py in subprocesses, with timeouts, and kill every child they start.
 """
 
+import contextlib
+import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -40,20 +43,25 @@ def _env(tf_config=None):
 
 
 class Runs:
-    """Start training subprocesses (output to log files); kill whatever is left on exit."""
+    """Start training subprocesses (output to log files); kill whatever is left on exit, then
+    release the workers' ports."""
 
     def __init__(self, tmp_path):
         self.tmp_path = tmp_path
         self.procs = []
+        self.ports = contextlib.ExitStack()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        for proc, _ in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=30)
+        try:
+            for proc, _ in self.procs:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait(timeout=30)
+        finally:
+            self.ports.close()
 
     def start(self, name, args, tf_config=None):
         log = self.tmp_path / f"{name}.log"
@@ -69,7 +77,8 @@ class Runs:
         return proc, log
 
     def start_workers(self, name, args, n=2):
-        ports = distribute.free_ports(n)
+        # Held until every process here has ended: no other program is given them meanwhile.
+        ports = self.ports.enter_context(distribute.reserve_ports(n))
         cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
         return [
             self.start(f"{name}{i}", ["--strategy", "multi_worker", *args], {"cluster": cluster, "task": {"type": "worker", "index": i}})
@@ -165,6 +174,26 @@ def test_free_ports():
     assert len(set(ports)) == 3 and all(isinstance(p, int) and 0 < p < 65536 for p in ports)
     with pytest.raises(ValueError, match="Received: n=0"):
         distribute.free_ports(0)
+    with pytest.raises(ValueError, match="Received: n=0"):
+        with distribute.reserve_ports(0):
+            pass
+
+
+def test_reserved_ports_are_refused_to_others_but_not_to_a_worker():
+    """While held, a port is refused to a plain bind, but a socket binding it with SO_REUSEADDR and
+    listening (as a worker's gRPC server does) gets it."""
+    with distribute.reserve_ports(2) as ports:
+        assert len(set(ports)) == 2
+        for port in ports:
+            with socket.socket() as other, pytest.raises(OSError) as refused:
+                other.bind(("127.0.0.1", port))
+            assert refused.value.errno == errno.EADDRINUSE
+        with socket.socket() as worker:
+            worker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            worker.bind(("127.0.0.1", ports[0]))
+            worker.listen()
+            with socket.create_connection(("127.0.0.1", ports[0]), timeout=10):
+                pass
 
 
 def _tiny_data(model, n=32, batch_size=8, seed=0):
@@ -341,27 +370,35 @@ def test_multi_worker_trains_a_task_with_its_own_loss(tmp_path):
         np.testing.assert_allclose(history0[key], history[key], rtol=1e-4, atol=1e-5, err_msg=key)
 
 
-KILL = ["--model", "s0", "--epochs", "3", "--steps", "6", "--batch-size", "8", "--step-delay", "0.25"]
+KILL = ["--model", "s0", "--epochs", "3", "--steps", "6", "--batch-size", "8"]
+
+
+def _kill_when_paused(runs, proc, log, where):
+    """Wait until the child says it waits at `where` (`--pause-at`), then SIGKILL it there."""
+    runs.wait_for_line(proc, log, f"PAUSED {where}")
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    assert _lines(log, "STEP")[-1] == f"STEP {where}", "it went past the step it paused at"
+    assert not _lines(log, "DONE")
 
 
 def test_killed_fit_resumes_from_backup(tmp_path):
-    """SIGKILL `fit` with BackupAndRestore mid-epoch; the same command again resumes from the backup
-    and ends with the step count and weights of an uninterrupted run (same seed, deterministic ops)."""
+    """SIGKILL `fit` with BackupAndRestore mid-epoch (after step 2 of epoch 1, where the child waits
+    to be killed); the same command again resumes from the backup of epoch 0 and ends with the step
+    count and weights of an uninterrupted run (same seed, deterministic ops)."""
     command = [*KILL, "--backup-dir", "backup", "--out", "resumed.npz"]
     with Runs(tmp_path) as runs:
-        reference = runs.start("reference", [*KILL, "--step-delay", "0", "--out", "reference.npz"])
-        proc, log = runs.start("killed", command)
-        runs.wait_for_line(proc, log, "STEP epoch=1 step=2")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-        assert not _lines(log, "DONE")
+        reference = runs.start("reference", [*KILL, "--out", "reference.npz"])
+        proc, log = runs.start("killed", [*command, "--pause-at", "1:2"])
+        _kill_when_paused(runs, proc, log, "epoch=1 step=2")
         backed_up = json.loads((tmp_path / "backup" / "training_metadata.json").read_text())["epoch"]
-        assert backed_up >= 1  # at least epoch 0 was backed up; the killed epoch was cut short
+        assert backed_up == 1  # epoch 0 is backed up; the killed epoch 1 was cut short
         proc, log2 = runs.start("restarted", command)
         runs.wait(proc, log2)
         runs.wait(*reference)
     assert _lines(log2, "RESUME")
-    assert _lines(log2, "BEGIN")[0] == f"BEGIN epoch={backed_up}"  # it went on from the backup
+    assert _lines(log2, "BEGIN")[0] == "BEGIN epoch=1"  # it went on from the backup
+    assert _lines(log2, "STEP")[0] == "STEP epoch=1 step=0"
     iterations, weights = _weights(tmp_path / "resumed.npz")
     ref_iterations, ref_weights = _weights(tmp_path / "reference.npz")
     assert iterations == ref_iterations == 18
@@ -371,18 +408,17 @@ def test_killed_fit_resumes_from_backup(tmp_path):
 
 @pytest.mark.slow
 def test_killed_worker_then_restarted_cluster_resumes(tmp_path):
-    """SIGKILL one of 2 workers mid-epoch. What tf.distribute does here: the surviving worker's next
-    collective fails ("UnavailableError: Collective ops is aborted by: ... The following tasks are
-    unhealthy (stopped sending heartbeats)") and it exits; it cannot go on alone. Starting both
-    workers again with the same command resumes from the chief's checkpoint and ends like an
-    uninterrupted run."""
+    """SIGKILL one of 2 workers mid-epoch (worker 1, after step 2 of epoch 1 = iteration 9, where it
+    waits to be killed). What tf.distribute does here: the surviving worker's next collective fails
+    ("UnavailableError: Collective ops is aborted by: ... The following tasks are unhealthy
+    (stopped sending heartbeats)") and it exits; it cannot go on alone. Starting both workers again
+    with the same command resumes from the chief's checkpoint of iteration 8 (`--save-freq 4`) and
+    ends like an uninterrupted run."""
     args = [*KILL, "--backup-dir", "backup", "--save-freq", "4", "--out", "resumed{task}.npz"]
     with Runs(tmp_path) as runs:
-        reference = runs.start("reference", [*KILL, "--step-delay", "0", "--out", "reference.npz"])
-        (w0, log0), (w1, log1) = runs.start_workers("first", args)
-        runs.wait_for_line(w0, log0, "STEP epoch=1 step=2")
-        w1.send_signal(signal.SIGKILL)
-        w1.wait(timeout=30)
+        reference = runs.start("reference", [*KILL, "--out", "reference.npz"])
+        (w0, log0), (w1, log1) = runs.start_workers("first", [*args, "--pause-at", "1:2", "--pause-task", "1"])
+        _kill_when_paused(runs, w1, log1, "epoch=1 step=2")
         rc = runs.wait(w0, log0, timeout=180, ok=False)
         assert rc != 0 and not _lines(log0, "DONE")
         assert "UnavailableError" in log0.read_text() or "unhealthy" in log0.read_text()
@@ -392,34 +428,10 @@ def test_killed_worker_then_restarted_cluster_resumes(tmp_path):
             runs.wait(proc, log)
         runs.wait(*reference)
     assert _lines(restarted[0][1], "RESUME")
-    first_step = _lines(restarted[0][1], "STEP")[0]
-    assert first_step != "STEP epoch=0 step=0", first_step  # it went on from the backup
+    # It went on from the checkpoint of iteration 8: epoch 1 (6 steps per epoch), its step 2.
+    assert _lines(restarted[0][1], "STEP")[0] == "STEP epoch=1 step=2"
     (it0, w0), (it1, w1) = (_weights(tmp_path / f"resumed{i}.npz") for i in range(2))
     ref_iterations, ref_weights = _weights(tmp_path / "reference.npz")
     assert it0 == it1 == ref_iterations == 18
     _assert_same_weights(w0, w1, atol=0)
     _assert_same_weights(w0, ref_weights, atol=1e-5)
-
-
-@pytest.mark.slow
-def test_notebook_04_runs(tmp_path, monkeypatch):
-    """notebooks/04_distributed.ipynb runs headless in its quick configuration, without errors, and
-    shows what it claims (tests/test_notebooks.py also runs every notebook; this one checks outputs)."""
-    nbclient = pytest.importorskip("nbclient")
-    nbformat = pytest.importorskip("nbformat")
-    path = Path(__file__).parent.parent / "notebooks" / "04_distributed.ipynb"
-    notebook = nbformat.read(path, as_version=4)
-    assert not [o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    monkeypatch.setenv("MMKERAS_NOTEBOOK_QUICK", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    client = nbclient.NotebookClient(
-        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    )
-    client.execute()
-    text = "\n".join(
-        o.get("text", "") for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "stream"
-    )
-    assert "quick mode" in text
-    assert "with 2 replicas" in text
-    assert "identical weights on both workers: True" in text
-    assert "'tpu' cannot" in text

@@ -1,12 +1,14 @@
 """Export: SavedModels that serve raw image bytes and strings, `.keras` export, loading, atomic writes.
 
 Every model is a task carrying its preprocessor (`model.preprocessor`): `export_model(model, path)`
-needs nothing else. The default run checks one representative model per registered family (plus
-the models whose inputs or outputs differ: grey images and a logit output, image-only,
-multi-task, raw-string input, multilabel and regression heads) against every consumer:
-in-process signatures, `keras.layers.TFSMLayer`, a fresh Python process that never imports
-mmkeras, `saved_model_cli show` and `saved_model_cli run`. The slow run (`-m slow`) does the same
-for every registered model.
+needs nothing else. The default run exports every registered model at its test size. One model per
+registered family, plus the models whose inputs or outputs differ (grey images and a logit output,
+image-only, multi-task, raw-string input, multilabel and regression heads), answer as the live
+model at batch sizes 1 and 3 through both signatures in process, a fresh Python process that never
+imports mmkeras, and saved_model_cli's code (`show --all`, `run` on both signatures, all in one
+process); some also through `keras.layers.TFSMLayer`, and `s0` through the `saved_model_cli`
+console script. Every other registered model answers as the live model on 2 examples through both
+signatures in process. The slow run (`-m slow`) checks every consumer on every registered model.
 """
 
 import json
@@ -143,21 +145,21 @@ def class_names_by_output(model):
 class Case:
     """An exported task with its requests and the live model's answers at each batch size."""
 
-    def __init__(self, name, model, path, class_names=None):
+    def __init__(self, name, model, path, class_names=None, batch_sizes=BATCH_SIZES):
         self.name, self.path = name, path
         self.class_names = class_names_by_output(model) if class_names is None else class_names
         self.heads = {head.name: head for head in heads_of(model)}
         self.keys = expected_keys(model)
         self.requests, self.tensors, self.expected = {}, {}, {}
-        for n in BATCH_SIZES:
+        for n in batch_sizes:
             self.requests[n] = make_request(model, n, seed=n)
             self.tensors[n] = to_tensors(model, self.requests[n])
             self.expected[n] = live_outputs(model, self.tensors[n])
 
 
-def export_case(name, root, model=None):
+def export_case(name, root, model=None, batch_sizes=BATCH_SIZES):
     model = model or tiny(name)
-    return Case(name, model, mmkeras.export_model(model, os.path.join(root, name)))
+    return Case(name, model, mmkeras.export_model(model, os.path.join(root, name)), batch_sizes=batch_sizes)
 
 
 def as_numpy(outputs):
@@ -198,7 +200,7 @@ def check_in_process(case):
     """tf.saved_model.load, both signatures (keyword calls) and the dict-taking functions."""
     loaded = mmkeras.load(case.path)
     assert sorted(k for k in loaded.signatures) == [TENSORS_SIGNATURE, SERVING_SIGNATURE]
-    for n in BATCH_SIZES:
+    for n in case.requests:
         raw = {k: tf.constant(v) for k, v in case.requests[n].items()}
         tensors = {k: tf.constant(v) for k, v in case.tensors[n].items()}
         assert_matches(case, n, loaded.signatures[SERVING_SIGNATURE](**raw), "serving_default")
@@ -209,7 +211,7 @@ def check_in_process(case):
 def check_tfsm_layer(case):
     for endpoint, inputs in ((SERVING_SIGNATURE, case.requests), (TENSORS_SIGNATURE, case.tensors)):
         layer = keras.layers.TFSMLayer(case.path, call_endpoint=endpoint)
-        for n in BATCH_SIZES:
+        for n in case.requests:
             assert_matches(case, n, layer({k: tf.constant(v) for k, v in inputs[n].items()}), f"TFSMLayer({endpoint})")
 
 
@@ -234,12 +236,12 @@ FRESH_PROCESS = textwrap.dedent(
 
 
 def check_fresh_process(cases, tmp_path):
-    """One new Python process (no mmkeras import) serves every case, both signatures, two batch sizes."""
+    """One new Python process (no mmkeras import) serves every case, both signatures, each batch size."""
     jobs = [
         (case.path, signature, inputs[n])
         for case in cases
         for signature, inputs in ((SERVING_SIGNATURE, case.requests), (TENSORS_SIGNATURE, case.tensors))
-        for n in BATCH_SIZES
+        for n in case.requests
     ]
     job_file, result_file = str(tmp_path / "jobs.npz"), str(tmp_path / "results.npy")
     packed = np.empty(len(jobs), dtype=object)
@@ -254,8 +256,38 @@ def check_fresh_process(cases, tmp_path):
     results = iter(np.load(result_file, allow_pickle=True))
     for case in cases:
         for signature in (SERVING_SIGNATURE, TENSORS_SIGNATURE):
-            for n in BATCH_SIZES:
+            for n in case.requests:
                 assert_matches(case, n, next(results), f"fresh process {signature}")
+
+
+def assert_cli_show(case, text, where="saved_model_cli show --all"):
+    """`saved_model_cli show --all` lists both signatures, string inputs and the named outputs."""
+    assert f"signature_def['{SERVING_SIGNATURE}']" in text and f"signature_def['{TENSORS_SIGNATURE}']" in text, where
+    serving = text.split(f"signature_def['{SERVING_SIGNATURE}']")[1].split("signature_def[")[0]
+    inputs = serving.split("output(s):")[0]
+    for name in case.requests[max(case.requests)]:
+        assert f"inputs['{name}']" in inputs, f"{case.name} via {where}"
+    assert inputs.count("DT_STRING") == len(case.requests[max(case.requests)]), inputs
+    for key in case.keys:
+        assert f"outputs['{key}']" in serving, f"{case.name} {key} via {where}"
+    assert "output_0" not in text, where
+
+
+def cli_run_args(case, signature, tmp_path):
+    """`saved_model_cli run` arguments answering the case's largest request (raw or tensors)."""
+    n = max(case.requests)
+    inputs = case.requests[n] if signature == SERVING_SIGNATURE else case.tensors[n]
+    request_file = str(tmp_path / f"{case.name}_{signature}_request.npz")
+    np.savez(request_file, **inputs)
+    outdir = tmp_path / f"{case.name}_{signature}_out"
+    spec = ";".join(f"{k}={request_file}[{k}]" for k in inputs)
+    args = ["run", "--dir", case.path, "--tag_set", "serve", "--signature_def", signature, "--inputs", spec, "--outdir", str(outdir)]
+    return args, outdir
+
+
+def assert_cli_run(case, outdir, where="saved_model_cli run"):
+    outputs = {f[: -len(".npy")]: np.load(outdir / f, allow_pickle=True) for f in os.listdir(outdir)}
+    assert_matches(case, max(case.requests), outputs, where)
 
 
 def check_saved_model_cli_show(case):
@@ -263,31 +295,60 @@ def check_saved_model_cli_show(case):
         [SAVED_MODEL_CLI, "show", "--dir", case.path, "--all"], env=SUBPROCESS_ENV, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    text = done.stdout
-    assert f"signature_def['{SERVING_SIGNATURE}']" in text and f"signature_def['{TENSORS_SIGNATURE}']" in text
-    serving = text.split(f"signature_def['{SERVING_SIGNATURE}']")[1].split("signature_def[")[0]
-    inputs = serving.split("output(s):")[0]
-    for name in case.requests[1]:
-        assert f"inputs['{name}']" in inputs
-    assert inputs.count("DT_STRING") == len(case.requests[1]), inputs
-    for key in case.keys:
-        assert f"outputs['{key}']" in serving
-    assert "output_0" not in text
+    assert_cli_show(case, done.stdout)
 
 
 def check_saved_model_cli_run(case, tmp_path):
-    request_file = str(tmp_path / f"{case.name}_request.npz")
-    np.savez(request_file, **case.requests[3])
-    outdir = tmp_path / f"{case.name}_out"
-    inputs = ";".join(f"{k}={request_file}[{k}]" for k in case.requests[3])
-    done = subprocess.run(
-        [SAVED_MODEL_CLI, "run", "--dir", case.path, "--tag_set", "serve", "--signature_def", SERVING_SIGNATURE,
-         "--inputs", inputs, "--outdir", str(outdir)],
-        env=SUBPROCESS_ENV, capture_output=True, text=True,
-    )  # fmt: skip
+    args, outdir = cli_run_args(case, SERVING_SIGNATURE, tmp_path)
+    done = subprocess.run([SAVED_MODEL_CLI, *args], env=SUBPROCESS_ENV, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    outputs = {f[: -len(".npy")]: np.load(outdir / f, allow_pickle=True) for f in os.listdir(outdir)}
-    assert_matches(case, 3, outputs, "saved_model_cli run")
+    assert_cli_run(case, outdir)
+
+
+# The `saved_model_cli` console script is `tensorflow.python.tools.saved_model_cli:main`: absl's
+# `app.run` around "parse the command line (`create_parser`), call the command (`args.func`)". This
+# process does the same for many command lines, so one TensorFlow start-up (5 to 10 s here) serves
+# every export: `show --all` and `run` of both signatures, each in its own `tf.compat.v1` Session.
+CLI_IN_ONE_PROCESS = textwrap.dedent(
+    """
+    import contextlib, io, json, sys
+    from absl import flags
+    from tensorflow.python.tools import saved_model_cli
+
+    with open(sys.argv[1]) as f:
+        jobs = json.load(f)
+    for argv, stdout_file in jobs:
+        flags.FLAGS.unparse_flags()  # the flags of the previous command line
+        args = saved_model_cli.create_parser().parse_args(argv)
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            args.func()
+        with open(stdout_file, "w") as f:
+            f.write(printed.getvalue())
+    assert "mmkeras" not in sys.modules, "the saved_model_cli process imported mmkeras"
+    """
+)
+
+
+def check_saved_model_cli_in_one_process(cases, tmp_path):
+    """saved_model_cli's own code, in one new process: `show --all` and `run` on both signatures of
+    every case (its largest request), checked as the console script's output is."""
+    jobs, checks = [], []
+    for case in cases:
+        shown = tmp_path / f"{case.name}_show.txt"
+        jobs.append((["show", "--dir", case.path, "--all"], str(shown)))
+        checks.append(lambda case=case, shown=shown: assert_cli_show(case, shown.read_text(), "saved_model_cli code: show"))
+        for signature in (SERVING_SIGNATURE, TENSORS_SIGNATURE):
+            args, outdir = cli_run_args(case, signature, tmp_path)
+            jobs.append((args, str(tmp_path / f"{case.name}_{signature}_run.txt")))
+            checks.append(lambda case=case, outdir=outdir, s=signature: assert_cli_run(case, outdir, f"saved_model_cli code: run {s}"))
+    job_file, script = tmp_path / "cli_jobs.json", tmp_path / "cli_in_one_process.py"
+    job_file.write_text(json.dumps(jobs))
+    script.write_text(CLI_IN_ONE_PROCESS)
+    done = subprocess.run([sys.executable, str(script), str(job_file)], env=SUBPROCESS_ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for check in checks:
+        check()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,9 +433,10 @@ def test_fresh_process_without_mmkeras_serves_exports(cases, tmp_path):
     check_fresh_process(list(cases.values()), tmp_path)
 
 
-# saved_model_cli starts a TensorFlow process per call (5 to 10 s here): the default run uses it on
-# an image + text model and an image-only one; the slow run on every family and every model.
-CLI_MODELS = [pytest.param(n, marks=[] if n in ("s0", "s3") else [pytest.mark.slow]) for n in sorted(set(representatives()) | {"s3"})]
+# The saved_model_cli console script starts a TensorFlow process per call (5 to 10 s here): the
+# default run calls it on an image + text model (`s0`); the slow run on every family, `s3` and every
+# model. Its code (`show --all`, `run` on both signatures) runs in one process on every export above.
+CLI_MODELS = [pytest.param(n, marks=[] if n == "s0" else [pytest.mark.slow]) for n in sorted(set(representatives()) | {"s3"})]
 
 
 @pytest.mark.parametrize("name", CLI_MODELS)
@@ -385,6 +447,10 @@ def test_saved_model_cli_show_lists_string_signatures(cases, name):
 @pytest.mark.parametrize("name", CLI_MODELS)
 def test_saved_model_cli_run_answers_like_live_model(cases, name, tmp_path):
     check_saved_model_cli_run(cases[name], tmp_path)
+
+
+def test_saved_model_cli_code_shows_and_runs_every_default_export(cases, tmp_path):
+    check_saved_model_cli_in_one_process(list(cases.values()), tmp_path)
 
 
 def test_export_contents(cases):
@@ -412,6 +478,22 @@ def test_image_only_signatures_take_only_an_image(cases):
     loaded = mmkeras.load(cases["s3"].path)
     assert set(loaded.signatures[SERVING_SIGNATURE].structured_input_signature[1]) == {"image"}
     assert set(loaded.signatures[TENSORS_SIGNATURE].structured_input_signature[1]) == {"image"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Every other registered model, cheaply: exported at its test size and answering as the live model
+# on 2 examples through both signatures in process (the slow run checks every consumer).
+
+OTHER_MODELS = [n for n in mmkeras.list_models() if n not in DEFAULT_MODELS]
+
+
+def test_every_registered_model_is_exported_in_the_default_run():
+    assert set(DEFAULT_MODELS) | set(OTHER_MODELS) == set(mmkeras.list_models())
+
+
+@pytest.mark.parametrize("name", OTHER_MODELS)
+def test_every_other_registered_model_serves_like_live_model(name, tmp_path):
+    check_in_process(export_case(name, str(tmp_path), batch_sizes=(2,)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,19 +533,65 @@ def test_empty_text_and_empty_batch_are_served(cases):
     assert out["label"].shape == (0, 1) and out["label_class"].shape == (0,)
 
 
+# A mixed-bfloat16 model against its live self. Measured here (4 models x 320 examples): served
+# and live outputs differ by at most 1.2e-7 when both see the same float32 images, and by up to
+# 7.8e-5 through `serving_default` on images it resizes (the graph's and the eager resize differ by
+# up to 1.2e-7 in a pixel; bfloat16 rounding amplifies that). The same weights computed in float32
+# answer 1.4e-4 away from bfloat16.
+BF16_ATOL = 1e-6
+BF16_RESIZED_ATOL = 2.5e-4
+
+
+def exact_size_request(model, n, seed):
+    """A request whose PNG images have the model's own size: decoding them is exact (no resizing)."""
+    request = make_request(model, n, seed)
+    rng = np.random.default_rng(seed)
+    shape = tuple(model.input["image"].shape[1:])
+    pngs = [tf.io.encode_png(rng.integers(0, 256, size=shape, dtype=np.uint8)).numpy() for _ in range(n)]
+    request["image"] = np.array(pngs, dtype=object)
+    return request
+
+
+def assert_tells_examples_apart(outputs, atol, margin):
+    """Any two examples' outputs differ by more than `margin` times `atol`: a comparison at `atol`
+    fails when an answer belongs to another example."""
+    flat = outputs.reshape(len(outputs), -1).astype("float64")
+    gaps = np.abs(flat[:, None, :] - flat[None, :, :]).max(-1)
+    smallest = gaps[~np.eye(len(flat), dtype=bool)].min()
+    assert smallest > margin * atol, f"examples' outputs differ by only {smallest:.2e}: atol {atol:g} cannot tell them apart"
+
+
 def test_mixed_bfloat16_model_exports(tmp_path):
-    """`mmkeras train` builds in mixed bfloat16 where the CPU has it: such models export too."""
+    """`mmkeras train` builds in mixed bfloat16 where the CPU has it: such models export, serve
+    float32 outputs, still compute in bfloat16, and answer as the live model."""
     keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
     try:
         model = tiny("s4")
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
-    path = mmkeras.export_model(model, tmp_path / "s4")
-    request = make_request(model, 3, seed=4)
-    served = mmkeras.load(path).signatures[SERVING_SIGNATURE](**{k: tf.constant(v) for k, v in request.items()})
-    assert served["sentiment"].dtype == tf.float32
-    # bfloat16 keeps 8 bits of mantissa: graph and eager runs may round differently.
-    np.testing.assert_allclose(served["sentiment"], live_outputs(model, to_tensors(model, request))["sentiment"], atol=1e-2)
+    assert model.get_layer("image_encoder").dtype_policy.compute_dtype == "bfloat16"
+    loaded = mmkeras.load(mmkeras.export_model(model, tmp_path / "s4"))
+    # Both signatures on the same float32 inputs as the live model: only graph against eager
+    # execution of bfloat16 ops could differ.
+    request = exact_size_request(model, 4, seed=4)
+    tensors = to_tensors(model, request)
+    expected = live_outputs(model, tensors)["sentiment"]
+    assert_tells_examples_apart(expected, BF16_ATOL, margin=100)
+    for signature, inputs in ((SERVING_SIGNATURE, request), (TENSORS_SIGNATURE, tensors)):
+        served = loaded.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})["sentiment"]
+        assert served.dtype == tf.float32
+        np.testing.assert_allclose(served, expected, atol=BF16_ATOL, rtol=0, err_msg=signature)
+    # The tolerance also tells bfloat16 from float32 computation: had the export lost the mixed
+    # policy, its answers would be as far from the live model's as these.
+    as_float32 = mmkeras.get_model("s4", **mmkeras.get_entry("s4").tiny)
+    as_float32.set_weights(model.get_weights())
+    assert np.abs(live_outputs(as_float32, tensors)["sentiment"] - expected).max() > 10 * BF16_ATOL
+    # Images of other sizes and formats (PNG and JPEG, grey and RGB), resized by `serving_default`.
+    request = make_request(model, 4, seed=6)
+    expected = live_outputs(model, to_tensors(model, request))["sentiment"]
+    assert_tells_examples_apart(expected, BF16_RESIZED_ATOL, margin=10)
+    served = loaded.signatures[SERVING_SIGNATURE](**{k: tf.constant(v) for k, v in request.items()})["sentiment"]
+    np.testing.assert_allclose(served, expected, atol=BF16_RESIZED_ATOL, rtol=0, err_msg="resized images")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,8 +1,12 @@
-"""Every tutorial notebook runs from top to bottom (in its quick configuration)."""
+"""Every tutorial notebook runs from top to bottom (in its quick configuration) and prints what it
+claims: each executed notebook's printed output is read back and its key facts asserted (a notebook
+that prints `False`, a wrong count or an error message where it promises a result fails here)."""
 
 import glob
 import os
+import re
 
+import numpy as np
 import pytest
 
 nbclient = pytest.importorskip("nbclient")
@@ -12,8 +16,76 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "notebooks", "*.ipynb")))
 
 
+def printed(notebook):
+    """What the executed notebook's code cells printed to stdout, one string per code cell."""
+    return [
+        "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream" and o.get("name") == "stdout")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+    ]
+
+
+def numbers(text):
+    """The numbers of a printed NumPy array or list, e.g. `[7.315e-02 1.000e-05]` or `[0.81, 0.69]`."""
+    return np.array([float(x) for x in re.findall(r"-?\d+(?:\.\d*)?(?:e[-+]?\d+)?", text)])
+
+
+def line(text, pattern):
+    """The one match of `pattern` (a regex) in `text`; fails showing the text when there is none."""
+    found = re.findall(pattern, text, flags=re.MULTILINE)
+    assert len(found) == 1, f"expected one line matching {pattern!r}, found {len(found)} in:\n{text}"
+    return found[0]
+
+
+def check_03(text):
+    """03_export_and_serve: the export kept on a second write, string inputs in `saved_model_cli`,
+    8 easy-VQA questions answered from a fresh process with answers from the label set, the same
+    answers as the live model within its tolerance, bad requests refused, and the process serving on."""
+    easy_vqa = pytest.importorskip("easy_vqa")
+    labels = set(easy_vqa.get_answers())
+    assert "FileExistsError: `path` already holds an export; it is kept" in text
+    assert re.search(r"inputs\['image'\] tensor_info:\s+dtype: DT_STRING", text), text
+    assert re.search(r"inputs\['text'\] tensor_info:\s+dtype: DT_STRING", text), text
+    assert "outputs['answer_class']" in text
+    served = re.findall(r"^(.+?)\s+-> (\S+)\s+\(truth: (\S+)\)$", text, flags=re.MULTILINE)
+    questions, truths, _ = easy_vqa.get_test_questions()
+    picks = range(0, 8 * 97, 97)  # the notebook's 8 questions
+    assert [(q, t) for q, _, t in served] == [(questions[i], truths[i]) for i in picks], served
+    assert {answer for _, answer, _ in served} <= labels, served
+    difference, tolerance, same = line(text, r"largest difference (\S+) \(tolerance (\S+)\); same answers: (\w+)$")
+    assert same == "True" and float(difference) < float(tolerance), (difference, tolerance, same)
+    for name, error in [("corrupt bytes", "Unknown image file format"), ("empty image", "must hold the encoded bytes"),
+                        ("not a batch", "must be a batch of encoded images"), ("sizes differ", "same number of examples")]:  # fmt: skip
+        assert re.search(rf"^{name}\s+-> .*{error}", text, flags=re.MULTILINE), f"{name}:\n{text}"
+    assert line(text, r"^still serving: \[b'(\w+)'\]$") in labels
+    assert re.search(r"^FusionClassifier \[", text, flags=re.MULTILINE), text
+
+
+def check_04(text):
+    """04_distributed: 2 replicas train like 1, the custom loop like `fit`, the backup deleted at
+    the end, 2 workers that both end with exit code 0, the same losses and identical weights, and
+    the TPU refusal."""
+    assert "MirroredStrategy with 2 replicas" in text
+    assert "global batch 32 = 16 per replica x 2 replicas" in text
+    two, one = line(text, r"^loss per epoch, 2 replicas: (.*) accuracy"), line(text, r"^loss per epoch, 1 replica: (.*) accuracy")
+    np.testing.assert_allclose(numbers(two), numbers(one), atol=2e-5, err_msg="2 replicas against 1")
+    assert float(line(text, r"^largest weight difference: (\S+)$")) < 1e-5  # quick mode: 4 steps
+    loop, fit = line(text, r"^custom loop, 2 replicas: (.*)$"), line(text, r"^model.fit,\s+2 replicas: (.*)$")
+    np.testing.assert_allclose(numbers(loop), numbers(fit), atol=2e-5, err_msg="custom loop against fit")
+    assert line(text, r"deleted once training ended: (\w+)$") == "True"
+    workers = re.findall(r"^\['worker (\d): loss per epoch (\[.*\])'\] exit code (-?\d+)$", text, flags=re.MULTILINE)
+    assert [(w, code) for w, _, code in workers] == [("0", "0"), ("1", "0")], text
+    assert workers[0][1] == workers[1][1], workers
+    assert line(text, r"^identical weights on both workers: (\w+)$") == "True"
+    assert "'tpu' cannot: no TPU found" in text
+
+
+CHECKS = {"03_export_and_serve.ipynb": check_03, "04_distributed.ipynb": check_04}
+
+
 def test_there_are_notebooks():
     assert any(path.endswith("01_quickstart.ipynb") for path in NOTEBOOKS)
+    assert set(CHECKS) <= {os.path.basename(path) for path in NOTEBOOKS}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
@@ -28,3 +100,8 @@ def test_notebook_runs(path, monkeypatch, tmp_path):
         notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     )
     client.execute()
+    outputs = printed(notebook)
+    assert outputs[0].startswith("quick mode") or "\nquick mode" in outputs[0], outputs[0]
+    check = CHECKS.get(os.path.basename(path))
+    if check:
+        check("".join(outputs))

@@ -10,9 +10,15 @@ weights to `--out` (an .npz file; `{task}` in the path becomes the worker's inde
 `--task penalized` it trains the recipe as `custom_task.PenalizedClassifier`, a task with a loss of
 its own (`compute_loss`) and a regularization loss.
 
+With `--pause-at E:S` it prints `PAUSED epoch=E step=S` after that step (0-based, after its `STEP`
+line) and waits there until it is killed, so a test kills it at a known step rather than wherever
+a timer finds it; `--pause-task I` pauses only worker I. Nobody killing it within
+`--pause-timeout` seconds, it exits with code 3.
+
 Examples:
 
     python tests/scripts/train_resumable.py --out w.npz --backup-dir backup --epochs 3
+    python tests/scripts/train_resumable.py --out w.npz --backup-dir backup --pause-at 1:2  # then kill it
     python tests/scripts/train_resumable.py --strategy mirrored --logical-devices 2 --out w.npz
     python tests/scripts/train_resumable.py --model s4_multitask --task penalized --last-batch 5 \\
         --out w.npz --history history.json
@@ -53,7 +59,30 @@ def parse_args(argv=None):
     parser.add_argument("--losses", default=None, help="write the per-step losses to this JSON file")
     parser.add_argument("--history", default=None, help="write the history (per-epoch logs) to this JSON file")
     parser.add_argument("--quiet-steps", action="store_true", help="no STEP lines (and no per-step callback), for timing")
-    return parser.parse_args(argv)
+    parser.add_argument("--pause-at", default=None, metavar="EPOCH:STEP",
+                        help="after this step (0-based), print PAUSED and wait until killed")
+    parser.add_argument("--pause-task", type=int, default=None, help="only this worker pauses (default: every one)")
+    parser.add_argument("--pause-timeout", type=float, default=600.0,
+                        help="seconds to wait at --pause-at before giving up (exit code 3)")
+    args = parser.parse_args(argv)
+    if args.pause_at is not None:
+        parts = args.pause_at.split(":")
+        if len(parts) != 2 or not all(part.isdigit() for part in parts):
+            parser.error(f"--pause-at must be EPOCH:STEP (two integers >= 0); received {args.pause_at!r}")
+        args.pause_at = (int(parts[0]), int(parts[1]))
+        if args.quiet_steps:
+            parser.error("--pause-at needs the per-step callback: drop --quiet-steps")
+    return args
+
+
+def pause_until_killed(epoch, step, timeout):
+    """Say where this process stopped, then wait for the signal that ends it."""
+    print(f"PAUSED epoch={epoch} step={step}", flush=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    print(f"PAUSE TIMEOUT: nobody killed this process within {timeout} s", flush=True)
+    os._exit(3)  # no clean-up: the strategy's collectives would wait for the other workers
 
 
 def main(argv=None):
@@ -98,9 +127,13 @@ def main(argv=None):
 
     losses = []
 
+    pauses = args.pause_at is not None and args.pause_task in (None, task)
+
     def on_batch_end(batch, logs):
         losses.append(float(logs["loss"]))
         print(f"STEP epoch={state['epoch']} step={batch}", flush=True)
+        if pauses and (state["epoch"], batch) == args.pause_at:
+            pause_until_killed(state["epoch"], batch, args.pause_timeout)
         if args.step_delay:
             time.sleep(args.step_delay)
 
