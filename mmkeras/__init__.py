@@ -3,6 +3,10 @@
 Every model is a task (`mmkeras.tasks`): a `keras.Model` that carries its head, its preprocessor
 and its serving endpoints.
 
+`import mmkeras` is quick: each public name (and each submodule) is imported the first time it
+is used, so `mmkeras.list_models()` and `mmkeras.__version__` answer without TensorFlow, and
+`mmkeras.get_model(...)` imports Keras when it builds the model.
+
 Example:
 
 >>> import mmkeras
@@ -13,40 +17,58 @@ Example:
 (['image', 'text'], 'binary')
 """
 
-from mmkeras import data, encoders, fusion, heads, precision, preprocessing, tasks
-from mmkeras.builder import build_model
-from mmkeras.export import export_model, load
-from mmkeras.models import documents, fusion_recipes, vqa  # noqa: F401  (registers the zoo)
-from mmkeras.data import Examples, list_datasets, load_dataset, make_dataset
-from mmkeras.training import TrainResult, evaluate, load_run, predict, train
-from mmkeras.registry import ModelEntry, get_entry, get_model, list_models, register_model, unregister_model
+import importlib
+import importlib.util
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Examples",
-    "ModelEntry",
-    "TrainResult",
-    "build_model",
-    "data",
-    "encoders",
-    "evaluate",
-    "export_model",
-    "fusion",
-    "get_entry",
-    "get_model",
-    "heads",
-    "list_datasets",
-    "list_models",
-    "load",
-    "load_dataset",
-    "load_run",
-    "make_dataset",
-    "precision",
-    "predict",
-    "preprocessing",
-    "register_model",
-    "tasks",
-    "train",
-    "unregister_model",
-]
+# Public name -> the module that defines it; a name equal to its module's last part is that
+# submodule. Read by `__getattr__` the first time a name is used.
+_EXPORTS = {
+    "Examples": "mmkeras.data",
+    "ModelEntry": "mmkeras.registry",
+    "TrainResult": "mmkeras.training",
+    "build_model": "mmkeras.builder",
+    "data": "mmkeras.data",
+    "encoders": "mmkeras.encoders",
+    "evaluate": "mmkeras.training",
+    "export_model": "mmkeras.export",
+    "fusion": "mmkeras.fusion",
+    "get_entry": "mmkeras.registry",
+    "get_model": "mmkeras.registry",
+    "heads": "mmkeras.heads",
+    "list_datasets": "mmkeras.data",
+    "list_models": "mmkeras.registry",
+    "load": "mmkeras.export",
+    "load_dataset": "mmkeras.data",
+    "load_run": "mmkeras.training",
+    "make_dataset": "mmkeras.data",
+    "precision": "mmkeras.precision",
+    "predict": "mmkeras.training",
+    "preprocessing": "mmkeras.preprocessing",
+    "register_model": "mmkeras.registry",
+    "tasks": "mmkeras.tasks",
+    "train": "mmkeras.training",
+    "unregister_model": "mmkeras.registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    """Import a public name, or a submodule (`mmkeras.training`), the first time it is used."""
+    module = _EXPORTS.get(name)
+    if module is not None:
+        value = importlib.import_module(module)
+        if module.rpartition(".")[2] != name:
+            value = getattr(value, name)
+    elif name.isidentifier() and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

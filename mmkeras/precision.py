@@ -22,9 +22,9 @@ import functools
 
 import keras
 
+from mmkeras.defaults import PRECISIONS  # kept keras-free for the command line
 from mmkeras.validation import check_one_of
 
-PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 _CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")
 
 

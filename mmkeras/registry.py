@@ -5,6 +5,10 @@ returns a task (`mmkeras.tasks.Task`). Its entry also carries its tiny test conf
 training defaults (`ModelEntry.training_defaults`). Registering a name twice raises; asking for
 an unknown name raises with the closest names.
 
+Nothing here imports Keras: the zoo's recipes (`mmkeras.models`, registered the first time the
+registry is used) name their task class by its import path, which is imported when a model is
+built, so `mmkeras list` answers without TensorFlow.
+
 Example:
 
 >>> import mmkeras
@@ -17,6 +21,7 @@ True
 
 import dataclasses
 import fnmatch
+import importlib
 from typing import Callable
 
 from mmkeras.validation import check_one_of
@@ -33,7 +38,9 @@ class ModelEntry:
         description: one line on what it is.
         reference: the document or paper it comes from.
         tiny: overrides that make a small, fast version (for tests, docs and smoke runs).
-        task: the task class the builder returns (e.g. `FusionClassifier`), or None if unknown.
+        task_ref: the task class the builder returns (e.g. `FusionClassifier`), its import path
+            (`"mmkeras.tasks.FusionClassifier"`), or None if unknown. Read `task` for the class:
+            a path is imported then, not when the model is registered.
         training: the settings `mmkeras.train` uses when the caller gives none (see
             `TRAINING_SETTINGS`).
         dataset_training: `{dataset name: settings}` that win over `training` on that dataset.
@@ -45,9 +52,14 @@ class ModelEntry:
     description: str = ""
     reference: str = ""
     tiny: dict = dataclasses.field(default_factory=dict)
-    task: type = None
+    task_ref: object = None
     training: dict = dataclasses.field(default_factory=dict)
     dataset_training: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def task(self):
+        """The task class the builder returns, or None if unknown."""
+        return import_task(self.task_ref) if isinstance(self.task_ref, str) else self.task_ref
 
     def training_defaults(self, dataset=None):
         """The training settings for `dataset`: the base settings, the entry's, the dataset's.
@@ -85,6 +97,36 @@ def _check_training(training, name="training"):
 _REGISTRY = {}
 
 
+def _load_zoo():
+    """Register the zoo's recipes (importing `mmkeras.models` does), so no caller depends on what
+    was imported before it. Cheap once done; a no-op while the zoo itself is being imported."""
+    import mmkeras.models  # noqa: F401
+
+
+def _check_task(task):
+    if task is not None and not isinstance(task, type) and not (isinstance(task, str) and "." in task.strip(".")):
+        raise ValueError(
+            "`task` must be a task class, its import path (e.g. 'mmkeras.tasks.FusionClassifier') or None. "
+            f"Received: task={task!r}"
+        )
+    return task
+
+
+def import_task(path):
+    """The class at the import path `"module.Class"` (the module is imported on first use).
+
+    Example:
+
+    >>> import_task("mmkeras.tasks.FusionClassifier").__name__
+    'FusionClassifier'
+    """
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"`task` names no importable class ({error}). Received: task={path!r}") from error
+
+
 def register_model(name, *, family, description="", reference="", tiny=None, task=None, training=None, dataset_training=None):
     """Decorator: register `builder(**overrides) -> Task` under `name`.
 
@@ -94,7 +136,8 @@ def register_model(name, *, family, description="", reference="", tiny=None, tas
         description: str, one line; defaults to the builder's docstring's first line.
         reference: str, the document or paper the model comes from.
         tiny: dict, overrides that make a small, fast version (tests run every model with it).
-        task: the task class the builder returns, if known.
+        task: the task class the builder returns, if known, or its import path
+            (`"mmkeras.tasks.FusionClassifier"`), imported when first needed.
         training: dict, training defaults for `mmkeras.train` (keys of `BASE_TRAINING`).
         dataset_training: dict `{dataset: training settings}` for one dataset.
 
@@ -115,6 +158,8 @@ def register_model(name, *, family, description="", reference="", tiny=None, tas
         raise ValueError(f"`name` must be a non-empty string. Received: name={name!r}")
     training = _check_training(training)
     dataset_training = {k: _check_training(v, f"dataset_training[{k!r}]") for k, v in (dataset_training or {}).items()}
+    _check_task(task)
+    _load_zoo()  # a name the zoo takes is refused here, not when the zoo is loaded later
 
     def decorator(builder):
         if name in _REGISTRY:
@@ -129,7 +174,7 @@ def register_model(name, *, family, description="", reference="", tiny=None, tas
             description=description or (builder.__doc__ or "").strip().split("\n")[0],
             reference=reference,
             tiny=dict(tiny or {}),
-            task=task,
+            task_ref=task,
             training=training,
             dataset_training=dataset_training,
         )
@@ -146,6 +191,7 @@ def unregister_model(name):
 
 def get_entry(name):
     """The `ModelEntry` registered under `name`."""
+    _load_zoo()
     check_one_of("name", name, _REGISTRY)
     return _REGISTRY[name]
 
@@ -184,6 +230,7 @@ def list_models(pattern=None, family=None):
     >>> list_models("fusion_*")[:2]
     ['fusion_attention', 'fusion_concatenate']
     """
+    _load_zoo()
     names = sorted(_REGISTRY)
     if pattern is not None:
         names = fnmatch.filter(names, pattern)

@@ -2,7 +2,7 @@
 plus recipes that put the other encoders (residual CNN, keras.applications backbone, 1-D conv
 and Transformer text encoders) to work."""
 
-from mmkeras.fusion import FUSIONS
+from mmkeras.fusion_kinds import FUSION_KINDS
 from mmkeras.models.recipe import register_recipe
 
 TINY = {"image_shape": (32, 32, 3), "sequence_length": 12, "vocab_size": 64}
@@ -33,9 +33,9 @@ for _method, _args in FUSION_ARGS.items():
     register_recipe(
         f"fusion_{_method}",
         family="fusion",
-        description=f"{FUSIONS[_method].__doc__.strip().splitlines()[0].rstrip('.')}; "
+        description=f"{FUSION_KINDS[_method].rstrip('.')}; "
         "over a CNN 32/64/128 and an Embedding+LSTM(64), then Dense(64) and a sigmoid.",
-        reference=(FUSIONS[_method].__doc__ or "").strip().splitlines()[0],
+        reference=FUSION_KINDS[_method],
         tiny=TINY,
         fusion={"kind": _method, **_args},
         **BASE,

@@ -1,7 +1,10 @@
-"""`register_recipe`: a registered model that is a set of arguments of a task class."""
+"""`register_recipe`: a registered model that is a set of arguments of a task class.
 
-from mmkeras.registry import register_model
-from mmkeras.tasks import FusionClassifier
+Registering a recipe imports nothing heavy: its task class, named by import path, is imported
+when the model is first built (`mmkeras list` runs without TensorFlow).
+"""
+
+from mmkeras.registry import import_task, register_model
 
 PART_KEYS = ("image_encoder", "text_encoder", "fusion", "head")
 
@@ -30,7 +33,16 @@ def merge_overrides(config, overrides):
 
 
 def register_recipe(
-    name, *, family, description, reference="", tiny=None, task=FusionClassifier, training=None, dataset_training=None, **config
+    name,
+    *,
+    family,
+    description,
+    reference="",
+    tiny=None,
+    task="mmkeras.tasks.FusionClassifier",
+    training=None,
+    dataset_training=None,
+    **config,
 ):
     """Register `name` as `task(**config)`, with the user's overrides merged on top.
 
@@ -39,7 +51,8 @@ def register_recipe(
 
     Args:
         name, family, description, reference, tiny: as for `mmkeras.register_model`.
-        task: the task class. Defaults to `FusionClassifier`.
+        task: the task class, or its import path (imported when the model is first built).
+            Defaults to `"mmkeras.tasks.FusionClassifier"`.
         training: dict, the recipe's training defaults (see `mmkeras.registry.BASE_TRAINING`).
         dataset_training: dict `{dataset: settings}`, defaults for one dataset.
         **config: the arguments of `task`.
@@ -58,13 +71,15 @@ def register_recipe(
     def builder(compile=True, **overrides):
         if not isinstance(compile, bool):
             raise ValueError(f"`compile` must be True or False. Received: compile={compile!r}")
-        model = task(**merge_overrides({"name": name, **config}, overrides))
+        task_class = import_task(task) if isinstance(task, str) else task
+        model = task_class(**merge_overrides({"name": name, **config}, overrides))
         if compile:
             model.compile()
         return model
 
     builder.__name__ = name
-    builder.__doc__ = f"{description}\n\nRecipe arguments (see `mmkeras.tasks.{task.__name__}`): {config!r}"
+    task_name = task.rpartition(".")[2] if isinstance(task, str) else task.__name__
+    builder.__doc__ = f"{description}\n\nRecipe arguments (see `mmkeras.tasks.{task_name}`): {config!r}"
     register_model(
         name,
         family=family,
