@@ -20,7 +20,17 @@ import math
 import keras
 from keras import ops
 
+from mmkeras.fusion_kinds import FUSION_KINDS
 from mmkeras.validation import check_kwargs, check_one_of, check_positive_int
+
+# Keras' built-in activation names (`activation` also takes a callable or a registered name).
+ACTIVATIONS = tuple(
+    name
+    for name in dir(keras.activations)
+    if not name.startswith("_") and name not in ("get", "serialize", "deserialize")
+    and callable(getattr(keras.activations, name))
+)
+SEQUENCE_CELLS = ("gru", "lstm")
 
 
 class Fusion(keras.layers.Layer):
@@ -31,8 +41,9 @@ class Fusion(keras.layers.Layer):
 
     Args:
         units: int or None, the projection width. Defaults to `None`.
-        activation: activation applied after each projection. Defaults to `None`.
-        **kwargs: forwarded to `keras.layers.Layer`.
+        activation: activation applied after each projection: a Keras activation name (see
+            `ACTIVATIONS`), a callable or `None`. Defaults to `None`.
+        **kwargs: forwarded to `keras.layers.Layer` (`name`, `dtype`, `trainable`).
     """
 
     needs_common_width = False
@@ -43,7 +54,11 @@ class Fusion(keras.layers.Layer):
         super().__init__(**kwargs)
         check_positive_int("units", units, allow_none=True)
         self.units = units
-        self.activation = keras.activations.get(activation)
+        try:
+            self.activation = keras.activations.get(activation)
+        except ValueError:
+            check_one_of("activation", activation, ACTIVATIONS)
+            raise
 
     def _check_shapes(self, input_shape):
         name = type(self).__name__
@@ -119,7 +134,8 @@ class ConcatenateFusion(Fusion):
     Args:
         units: int or None: project each modality to `units` before concatenating.
             Defaults to `None` (concatenate as they are).
-        activation: activation after each projection. Defaults to `None`.
+        activation: activation after each projection (a Keras activation name or a callable).
+            Defaults to `None`.
 
     Example:
 
@@ -135,6 +151,12 @@ class ConcatenateFusion(Fusion):
 @keras.saving.register_keras_serializable(package="mmkeras")
 class SumFusion(Fusion):
     """Element-wise sum of the (projected) modalities.
+
+    Args:
+        units: int or None: project each modality to `units` first; required when the
+            modalities' widths differ. Defaults to `None` (add them as they are).
+        activation: activation after each projection (a Keras activation name or a callable).
+            Defaults to `None`.
 
     Example:
 
@@ -155,6 +177,12 @@ class WeightedSumFusion(Fusion):
 
     The source documents' "weighted sum" fusion; the softmax keeps the weights positive and
     summing to one, so the learned weights read as each modality's share.
+
+    Args:
+        units: int or None: project each modality to `units` first; required when the
+            modalities' widths differ. Defaults to `None`.
+        activation: activation after each projection (a Keras activation name or a callable).
+            Defaults to `None`.
 
     Example:
 
@@ -183,6 +211,12 @@ class WeightedSumFusion(Fusion):
 class ProductFusion(Fusion):
     """Element-wise (Hadamard) product of the (projected) modalities.
 
+    Args:
+        units: int or None: project each modality to `units` first; required when the
+            modalities' widths differ. Defaults to `None`.
+        activation: activation after each projection (a Keras activation name or a callable).
+            Defaults to `None`.
+
     Example:
 
     >>> import numpy as np
@@ -209,6 +243,8 @@ class GatedFusion(Fusion):
     Args:
         units: int or None, the width of the hidden units; `None` takes the first modality's
             width. Defaults to `None`.
+        activation: the activation of the hidden units `h_i` (a Keras activation name or a
+            callable). Defaults to `"tanh"`.
 
     Example:
 
@@ -248,6 +284,8 @@ class AttentionFusion(Fusion):
 
     Args:
         units: int or None, the common width; `None` takes the first modality's width.
+            Defaults to `None`.
+        activation: activation after each projection (a Keras activation name or a callable).
             Defaults to `None`.
 
     Example:
@@ -296,6 +334,8 @@ class TensorFusion(Fusion):
 
     Args:
         units: int or None, project each modality to `units` first. Defaults to `None`.
+        activation: activation after each projection (a Keras activation name or a callable).
+            Defaults to `None`.
 
     Example:
 
@@ -328,6 +368,8 @@ class LowRankTensorFusion(Fusion):
     Args:
         units: int, the output width. Defaults to `64`.
         rank: int, the rank of the factorisation. Defaults to `4`.
+        activation: not used: the modality factors take the place of the projections (accepted
+            so every fusion takes the same keywords). Defaults to `None`.
 
     Example:
 
@@ -381,7 +423,9 @@ class SequenceFusion(Fusion):
     Args:
         units: int or None, the common width and the recurrent layer's units; `None` takes the
             first modality's width. Defaults to `None`.
-        cell: `"gru"` or `"lstm"`. Defaults to `"gru"`.
+        cell: `"gru"` or `"lstm"`, the recurrent layer. Defaults to `"gru"`.
+        activation: activation after each projection (a Keras activation name or a callable).
+            Defaults to `None`.
 
     Example:
 
@@ -394,7 +438,7 @@ class SequenceFusion(Fusion):
 
     def __init__(self, units=None, cell="gru", **kwargs):
         super().__init__(units=units, **kwargs)
-        self.cell = check_one_of("cell", cell, ("gru", "lstm"))
+        self.cell = check_one_of("cell", cell, SEQUENCE_CELLS)
 
     def build_fusion(self, widths):
         layer = keras.layers.GRU if self.cell == "gru" else keras.layers.LSTM
@@ -421,6 +465,8 @@ FUSIONS = {
     "low_rank_tensor": LowRankTensorFusion,
     "sequence": SequenceFusion,
 }
+if list(FUSIONS) != list(FUSION_KINDS):  # one list of names: `mmkeras list` reads it without Keras
+    raise ImportError(f"mmkeras.fusion.FUSIONS must name mmkeras.fusion_kinds.FUSION_KINDS, in order. Received: {list(FUSIONS)}")
 
 
 def get_fusion(fusion, **kwargs):

@@ -18,7 +18,7 @@ Example:
 import keras
 import numpy as np
 
-from mmkeras.validation import check_kwargs, check_one_of, check_positive_int
+from mmkeras.validation import check_bool, check_kwargs, check_one_of, check_positive_int
 
 
 class Head:
@@ -136,15 +136,19 @@ class BinaryHead(Head):
         name: str, the output's name. Defaults to `"label"`.
         from_logits: bool, output the logit instead of the probability (the loss then applies
             the sigmoid itself; accuracy thresholds the logit at 0). Defaults to `False`.
+
+    Example:
+
+    >>> head = BinaryHead(name="match")
+    >>> head.postprocess([[0.8]], class_names=["no", "yes"])[0]["answer"]
+    'yes'
     """
 
     kind = "binary"
 
     def __init__(self, name="label", from_logits=False):
         super().__init__(name=name, units=1)
-        if not isinstance(from_logits, bool):
-            raise ValueError(f"`from_logits` must be True or False. Received: from_logits={from_logits!r}")
-        self.from_logits = from_logits
+        self.from_logits = check_bool("from_logits", from_logits)
         self.activation = None if from_logits else "sigmoid"
         self.loss = keras.losses.BinaryCrossentropy(from_logits=True) if from_logits else "binary_crossentropy"
 
@@ -199,8 +203,14 @@ class MulticlassHead(Head):
     """Softmax over `num_classes`; integer labels (sparse categorical cross-entropy).
 
     Args:
-        num_classes: int >= 2.
+        num_classes: int >= 2, the number of classes (output units).
         name: str, the output's name. Defaults to `"label"`.
+
+    Example:
+
+    >>> head = MulticlassHead(3, name="answer")
+    >>> head.postprocess([[0.1, 0.7, 0.2]], class_names=["red", "green", "blue"])[0]["answer"]
+    'green'
     """
 
     kind = "multiclass"
@@ -264,10 +274,16 @@ class MultilabelHead(Head):
     """`num_labels` independent sigmoids (several labels may be on at once).
 
     Args:
-        num_labels: int.
+        num_labels: int, the number of labels (output units).
         name: str, the output's name. Defaults to `"labels"`.
         threshold: float in (0, 1), the probability from which a label is on (post-processing
             and the accuracy metric). Defaults to `0.5`.
+
+    Example:
+
+    >>> head = MultilabelHead(3, threshold=0.4)
+    >>> head.postprocess([[0.9, 0.1, 0.5]], class_names=["cat", "dog", "bird"])[0]["answer"]
+    ['cat', 'bird']
     """
 
     kind = "multilabel"
@@ -326,6 +342,11 @@ class RegressionHead(Head):
     Args:
         units: int, the number of targets. Defaults to `1`.
         name: str, the output's name. Defaults to `"value"`.
+
+    Example:
+
+    >>> RegressionHead(units=2).postprocess([[0.5, 1.5]])
+    [{'answer': [0.5, 1.5]}]
     """
 
     kind = "regression"

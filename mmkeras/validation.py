@@ -35,6 +35,21 @@ def check_one_of(name, value, choices):
     raise ValueError(f"`{name}` must be one of {sorted(choices, key=str)}{hint}. {received(name, value)}")
 
 
+def check_bool(name, value):
+    """Raise unless `value` is `True` or `False` (not 0, 1 or a string: a flag is a bool).
+
+    Example:
+
+    >>> check_bool("batch_norm", "yes")
+    Traceback (most recent call last):
+    ...
+    ValueError: `batch_norm` must be True or False. Received: batch_norm='yes'
+    """
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be True or False. {received(name, value)}")
+    return value
+
+
 def check_positive_int(name, value, allow_none=False):
     """Raise unless `value` is an int > 0 (or None when `allow_none`)."""
     if value is None and allow_none:

@@ -9,16 +9,18 @@ import os
 import keras
 
 from mmkeras.validation import (
+    check_bool,
     check_fraction,
     check_image_shape,
     check_int_tuple,
     check_one_of,
     check_positive_int,
-    received,
 )
 
+PADDINGS = ("valid", "same")
 POOLINGS = ("max", "avg", None)
 OUTPUTS = ("flatten", "avg", "max")
+GLOBAL_POOLINGS = ("avg", "max")
 
 
 def _global_output(x, output, prefix):
@@ -86,10 +88,11 @@ def cnn_encoder(
     image_shape = check_image_shape("image_shape", image_shape)
     filters = check_int_tuple("filters", filters)
     check_positive_int("kernel_size", kernel_size)
-    check_one_of("padding", padding, ("valid", "same"))
+    check_one_of("padding", padding, PADDINGS)
     check_one_of("pooling", pooling, POOLINGS)
     check_positive_int("pool_size", pool_size)
     check_one_of("output", output, OUTPUTS)
+    check_bool("batch_norm", batch_norm)
     dense_units = check_int_tuple("dense_units", dense_units)
     dropout = check_fraction("dropout", dropout)
 
@@ -264,9 +267,9 @@ def applications_encoder(
     """
     image_shape = check_image_shape("image_shape", image_shape)
     check_one_of("backbone", backbone, _application_names())
-    check_one_of("pooling", pooling, ("avg", "max"))
-    if not isinstance(normalize, bool):
-        raise ValueError(f"`normalize` must be True or False. {received('normalize', normalize)}")
+    check_one_of("pooling", pooling, GLOBAL_POOLINGS)
+    check_bool("trainable", trainable)
+    check_bool("normalize", normalize)
     dense_units = check_int_tuple("dense_units", dense_units)
     dropout = check_fraction("dropout", dropout)
     if weights is not None and not (isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights)):

@@ -13,11 +13,14 @@ import keras
 from keras import ops
 
 from mmkeras.validation import (
+    check_bool,
     check_fraction,
     check_int_tuple,
     check_one_of,
     check_positive_int,
 )
+
+CELLS = ("lstm", "gru")
 
 
 def _token_input(sequence_length):
@@ -115,8 +118,10 @@ def rnn_encoder(
     check_positive_int("vocab_size", vocab_size)
     check_positive_int("embedding_dim", embedding_dim)
     check_positive_int("units", units)
-    check_one_of("cell", cell, ("lstm", "gru"))
+    check_one_of("cell", cell, CELLS)
+    check_bool("bidirectional", bidirectional)
     check_positive_int("num_layers", num_layers)
+    check_bool("mask_zero", mask_zero)
     dropout = check_fraction("dropout", dropout)
 
     x = keras.layers.Embedding(vocab_size, embedding_dim, mask_zero=mask_zero, name="text_embedding")(

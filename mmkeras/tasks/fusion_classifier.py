@@ -10,7 +10,14 @@ from mmkeras.heads import get_head
 from mmkeras.parts import build_fusion, build_image_encoder, build_text_encoder, deserialize_part, serialize_part
 from mmkeras.preprocessing import Preprocessor
 from mmkeras.tasks.head_task import HeadTask
-from mmkeras.validation import check_fraction, check_image_shape, check_int_tuple, check_positive_int, received
+from mmkeras.validation import (
+    check_bool,
+    check_fraction,
+    check_image_shape,
+    check_int_tuple,
+    check_positive_int,
+    received,
+)
 
 PARTS = ("image_encoder", "text_encoder", "fusion")
 
@@ -24,6 +31,11 @@ class FusionClassifier(HeadTask):
     carries the head's name (a dict of named outputs for a multi-task head). The model carries
     its preprocessor (`model.preprocessor`), compiles with its head's defaults (`compile()`),
     answers raw inputs (`answer`) and exports (`mmkeras.export_model`).
+
+    Every registered recipe is a set of these arguments: the overrides of
+    `mmkeras.get_model(name, **overrides)` and the `model_overrides` of `mmkeras.train` are
+    arguments of this constructor, put on top of the recipe's (a dict given for a part without a
+    `"kind"` changes only the arguments it names: `image_encoder={"filters": (16, 32)}`).
 
     Args:
         image_encoder: name in `mmkeras.encoders.IMAGE_ENCODERS`, a dict `{"kind": name, **args}`,
@@ -46,7 +58,8 @@ class FusionClassifier(HeadTask):
         hidden_units: sequence of ints, Dense(relu) layers between fusion and head.
             Defaults to `(64,)`.
         dropout: float, dropout after each hidden layer. Defaults to `0.0`.
-        optimizer: str, the optimizer `compile()` uses. Defaults to `"adam"`.
+        optimizer: str, the name of the optimizer `compile()` uses (case-insensitive).
+            Defaults to `"adam"`.
         learning_rate: float, for `compile()`. Defaults to `1e-3`.
         preprocessor: a `mmkeras.preprocessing.Preprocessor` (vocabulary, class names), or None
             for one that knows only the input shapes. Defaults to `None`.
@@ -90,8 +103,7 @@ class FusionClassifier(HeadTask):
         image_shape = check_image_shape("image_shape", image_shape)
         hidden_units = check_int_tuple("hidden_units", hidden_units)
         dropout = check_fraction("dropout", dropout)
-        if not isinstance(raw_text, bool):
-            raise ValueError(f"`raw_text` must be True or False. {received('raw_text', raw_text)}")
+        check_bool("raw_text", raw_text)
         if preprocessor is not None and not isinstance(preprocessor, Preprocessor):
             raise ValueError(f"`preprocessor` must be a mmkeras.preprocessing.Preprocessor or None. {received('preprocessor', preprocessor)}")
         if text_vectorizer is not None:

@@ -10,7 +10,17 @@ import keras
 from mmkeras.heads import MultiTaskHead, get_head
 from mmkeras.tasks import serving
 from mmkeras.tasks.task import Task
-from mmkeras.validation import received
+from mmkeras.validation import check_one_of, received
+
+# The optimizers `compile()` makes from a name and a learning rate (names are case-insensitive).
+OPTIMIZERS = tuple(
+    name.lower()
+    for name in (
+        "Adadelta", "Adafactor", "Adagrad", "Adam", "Adamax", "AdamW", "Ftrl", "Lion", "Muon", "Nadam",
+        "RMSprop", "ScheduleFreeAdamW", "SGD",
+    )
+    if hasattr(keras.optimizers, name)
+)
 
 
 class HeadTask(Task):
@@ -20,14 +30,15 @@ class HeadTask(Task):
         inputs, outputs, input_kinds, preprocessor, name: as for `Task`; the outputs are named
             after the head (a dict of them for a multi-task head).
         head: a `mmkeras.heads` head (or `MultiTaskHead`).
-        optimizer: str, the optimizer `compile()` uses. Defaults to `"adam"`.
+        optimizer: str, the name of the optimizer `compile()` uses, one of `OPTIMIZERS`
+            (case-insensitive). Defaults to `"adam"`.
         learning_rate: float, its learning rate. Defaults to `1e-3`.
     """
 
     def __init__(self, inputs, outputs, *, head, input_kinds, optimizer="adam", learning_rate=1e-3, **kwargs):
         self._head = get_head(head)
-        if not isinstance(optimizer, str):
-            raise ValueError(f"`optimizer` must be an optimizer name such as 'adam'. {received('optimizer', optimizer)}")
+        if not isinstance(optimizer, str) or optimizer.lower() not in OPTIMIZERS:
+            check_one_of("optimizer", optimizer, OPTIMIZERS)
         if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
             raise ValueError(f"`learning_rate` must be a positive number. {received('learning_rate', learning_rate)}")
         self._optimizer_name = optimizer

@@ -39,7 +39,7 @@ class ModelTask(HeadTask):
             `{"kind": "multiclass", "num_classes": 7, "name": "answer"}`, or a head object).
             Only its meaning is used: no layer is added.
         preprocessor: a `mmkeras.preprocessing.Preprocessor`, or None. Defaults to `None`.
-        optimizer: str. Defaults to `"adam"`.
+        optimizer: str, the name of the optimizer `compile()` uses (see `HeadTask`). Defaults to `"adam"`.
         learning_rate: float. Defaults to `1e-3`.
         name: str or None, defaults to the wrapped model's name.
 

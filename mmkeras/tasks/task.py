@@ -22,7 +22,7 @@ fills in the hooks below.
 import keras
 
 from mmkeras.preprocessing import Preprocessor
-from mmkeras.validation import received
+from mmkeras.validation import check_one_of, received
 
 INPUT_KINDS = ("image", "token_ids", "text")
 
@@ -43,8 +43,7 @@ class Task(keras.Model):
 
     def __init__(self, inputs, outputs, *, input_kinds, preprocessor=None, name=None, **kwargs):
         for key, kind in input_kinds.items():
-            if kind not in INPUT_KINDS:
-                raise ValueError(f"`input_kinds` values must be among {list(INPUT_KINDS)}. Received: {key}={kind!r}")
+            check_one_of(f"input_kinds[{key!r}]", kind, INPUT_KINDS)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
         self._input_kinds = tuple(input_kinds.items())
         self._preprocessor = None
@@ -69,6 +68,13 @@ class Task(keras.Model):
                     f"{sorted(inputs)} (unknown: {unknown})"
                 )
         return super().call(inputs, training=training, mask=mask, **kwargs)
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        # A tf.data pipeline (what mmkeras.data makes) is shuffled in the pipeline, if at all: Keras
+        # ignores `shuffle` for it, and warns on every call unless it is False.
+        if not args and "shuffle" not in kwargs and type(x).__module__.startswith("tensorflow"):
+            kwargs["shuffle"] = False
+        return super().fit(x, y, *args, **kwargs)
 
     # Preprocessor.
 
