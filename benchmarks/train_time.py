@@ -25,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 
+from machine_info import cpu_name
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -43,14 +45,6 @@ def run_once(tree, output, seed, precision):
         metrics = json.load(f)
     shutil.rmtree(output, ignore_errors=True)
     return metrics
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def summary(values):

@@ -80,6 +80,8 @@ def as_string_array(texts, name="texts"):
 def decode_image(image_bytes, image_shape):
     """Decode one encoded PNG/JPEG/GIF/BMP image to `image_shape` float32 in [0, 1] (TF op).
 
+    This is what exported models run on a request's bytes.
+
     Args:
         image_bytes: a scalar `tf.string` tensor of encoded image bytes.
         image_shape: `(height, width, channels)`; the image is resized (bilinear) and its
@@ -96,6 +98,37 @@ def decode_image(image_bytes, image_shape):
     image = tf.image.resize(tf.cast(image, tf.float32) / 255.0, (height, width))
     image.set_shape((height, width, channels))
     return image
+
+
+def decode_image_uint8(image_bytes, image_shape):
+    """Decode one encoded image to `image_shape` as uint8 (TF op): how decoded tables keep images.
+
+    An image that already has the model's height and width is decoded as it is, so its batches
+    (divided by 255) equal `decode_image`'s exactly. Another is resized by `decode_image` and
+    rounded to 8 bits: 4x less memory than floats, at most 0.5/255 from what `decode_image` gives.
+
+    Example:
+
+    >>> png = tf.io.encode_png(tf.fill((10, 12, 3), tf.constant(200, tf.uint8)))
+    >>> image = decode_image_uint8(png, (8, 8, 3))
+    >>> image.dtype.name, int(image[0, 0, 0])
+    ('uint8', 200)
+    """
+    height, width, channels = check_image_shape("image_shape", image_shape)
+    image = tf.io.decode_image(image_bytes, channels=channels, expand_animations=False)
+    shape = tf.shape(image)
+    image = tf.cond(
+        tf.logical_and(tf.equal(shape[0], height), tf.equal(shape[1], width)),
+        lambda: tf.cast(image, tf.uint8),
+        lambda: _to_uint8(tf.image.resize(tf.cast(image, tf.float32) / 255.0, (height, width))),
+    )
+    image.set_shape((height, width, channels))
+    return image
+
+
+def _to_uint8(images):
+    """Float images in [0, 1] rounded to uint8."""
+    return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8)
 
 
 def images_to_float(images):
@@ -115,21 +148,26 @@ def images_to_float(images):
     return tf.cast(images, tf.float32)
 
 
-def fit_images(images, image_shape, name="images"):
+def fit_images(images, image_shape, name="images", chunk_size=256, out=None):
     """Arrays of images -> `image_shape`, as `decode_image` does for encoded images.
 
     Images that already have `image_shape` are returned as they are (uint8 stays uint8, floats
-    become float32); others are scaled to float32 in [0, 1], resized (bilinear) and their
-    channels converted (grey <-> RGB), with the same TF ops as `decode_image`.
+    become float32). Others are scaled to [0, 1], resized (bilinear) and their channels converted
+    (grey <-> RGB) with the same TF ops as `decode_image`, `chunk_size` images at a time into one
+    output array: uint8 images come back as uint8 (rounded, as `decode_image_uint8` does), float
+    images as float32. Memory: the output, plus one chunk in floats.
 
     Args:
         images: array `(n, height, width, channels)` or `(n, height, width)` (grey), uint8 in
             [0, 255] or floats in [0, 1].
         image_shape: `(height, width, channels)` the model takes.
         name: str, the argument's name in error messages. Defaults to `"images"`.
+        chunk_size: int, images resized at a time. Defaults to `256`.
+        out: None, or an array `(n, *image_shape)` of the output's dtype to fill (e.g. a table
+            on disk). Defaults to `None` (a new array).
 
     Returns:
-        A numpy array `(n, *image_shape)`, uint8 or float32.
+        A numpy array `(n, *image_shape)`, uint8 or float32 (`out` when given).
 
     Example:
 
@@ -137,7 +175,7 @@ def fit_images(images, image_shape, name="images"):
     (2, 32, 32, 3)
     """
     height, width, channels = check_image_shape("image_shape", image_shape)
-    images = np.asarray(images)
+    images = images if isinstance(images, np.ndarray) else np.asarray(images)
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
@@ -156,8 +194,21 @@ def fit_images(images, image_shape, name="images"):
                 f"Received: {name} with values from {np.nanmin(images)} to {np.nanmax(images)}"
             )
         images = images.astype("float32", copy=False)
-    if images.shape[1:] == (height, width, channels):
+    if images.shape[1:] == (height, width, channels) and out is None:
         return images
+    if channels not in (1, 3) and images.shape[-1] != channels:
+        raise ValueError(
+            f"`{name}` must have 1 or 3 channels to convert to {channels}. Received: {name} of shape {images.shape}"
+        )
+    if out is None:
+        out = np.empty((len(images), height, width, channels), images.dtype)
+    for start in range(0, len(images), chunk_size):
+        out[start : start + chunk_size] = _fit_chunk(images[start : start + chunk_size], height, width, channels)
+    return out
+
+
+def _fit_chunk(images, height, width, channels):
+    """One chunk of `fit_images`: channels converted, resized, in the input's dtype."""
     x = images_to_float(images)
     if x.shape[-1] == 4:
         x = x[..., :3]
@@ -165,13 +216,9 @@ def fit_images(images, image_shape, name="images"):
         x = tf.image.rgb_to_grayscale(x)
     elif channels == 3 and x.shape[-1] == 1:
         x = tf.image.grayscale_to_rgb(x)
-    elif channels != x.shape[-1]:
-        raise ValueError(
-            f"`{name}` must have 1 or 3 channels to convert to {channels}. Received: {name} of shape {images.shape}"
-        )
     if x.shape[1:3] != (height, width):
         x = tf.image.resize(x, (height, width))
-    return x.numpy()
+    return (_to_uint8(x) if images.dtype == np.uint8 else x).numpy()
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
@@ -310,10 +357,15 @@ class Preprocessor:
         if self.image_shape is None:
             raise ValueError("This model's preprocessor has no image shape (a text-only model).")
         form = image_form(images, name)
-        if form == "arrays":  # checked and resized as in training (lists of arrays of any size too)
+        if form == "arrays":  # checked and resized in floats, as an exported model resizes
+            if isinstance(images, np.ndarray) and images.dtype == np.uint8:
+                images = images.astype("float32") / np.float32(255.0)
+            elif not isinstance(images, np.ndarray):
+                images = [im.astype("float32") / np.float32(255.0) if im.dtype == np.uint8 else im
+                          for im in (np.asarray(i) for i in images)]
             table = Examples(images, None, image_shape=self.image_shape, verbose=False).images
         else:
-            table = decode_all(list(images), self.image_shape, name, form == "paths", verbose=False)
+            table = decode_all(list(images), self.image_shape, name, form == "paths", verbose=False, as_float=True)
         return images_to_float(table).numpy()
 
     def get_config(self):

@@ -93,16 +93,21 @@ def test_jpeg_resize_and_grey_decode_like_export(tmp_path):
     pre = _preprocessor(image_shape=(8, 8, 3))
     batch = next(iter(data.make_dataset(jpegs, TEXTS[:3], None, preprocessor=pre, batch_size=3, verbose=False)))
     expected = np.stack([decode_image(j, (8, 8, 3)).numpy() for j in jpegs])
-    np.testing.assert_array_equal(batch["image"].numpy(), expected)
+    # Resized images are kept as uint8: decode_image's floats rounded to 8 bits.
+    np.testing.assert_array_equal(batch["image"].numpy(), np.round(expected * 255) / np.float32(255.0))
+    np.testing.assert_allclose(batch["image"].numpy(), expected, atol=0.5 / 255 + 1e-6)
     np.testing.assert_allclose(pre.decode_images(tf.constant(jpegs)).numpy(), expected, atol=1e-6)
-    # A mix of sizes: the images that need it are resized, all exactly as decode_image does.
+    # A mix of sizes: an image of the model's size is exactly decode_image's; a resized one is
+    # decode_image's rounded to 8 bits.
     mixed = [_png(_images(1, (8, 8, 3), seed=3)[0]), _png(_images(1, (9, 7, 3), seed=4)[0])]
     batch = next(iter(data.make_dataset(mixed, TEXTS[:2], None, preprocessor=pre, batch_size=2, verbose=False)))
-    np.testing.assert_array_equal(batch["image"].numpy(), np.stack([decode_image(m, (8, 8, 3)).numpy() for m in mixed]))
-    # A list of arrays of several sizes: each is fitted to the shape, the table is float32.
+    expected = np.stack([decode_image(m, (8, 8, 3)).numpy() for m in mixed])
+    np.testing.assert_array_equal(batch["image"].numpy()[0], expected[0])
+    np.testing.assert_array_equal(batch["image"].numpy()[1], np.round(expected[1] * 255) / np.float32(255.0))
+    # A list of uint8 arrays of several sizes: each is fitted to the shape as files are.
     arrays = [_images(1, (8, 8, 3), seed=3)[0], _images(1, (9, 7, 3), seed=4)[0]]
-    batch = next(iter(data.make_dataset(arrays, TEXTS[:2], None, preprocessor=pre, batch_size=2, verbose=False)))
-    np.testing.assert_allclose(batch["image"].numpy(), np.stack([decode_image(m, (8, 8, 3)).numpy() for m in mixed]), atol=1e-6)
+    batch2 = next(iter(data.make_dataset(arrays, TEXTS[:2], None, preprocessor=pre, batch_size=2, verbose=False)))
+    np.testing.assert_allclose(batch2["image"].numpy(), batch["image"].numpy(), atol=1e-6)
     # Grey arrays are converted to the model's channels.
     assert fit_images(np.zeros((2, 28, 28), "uint8"), (32, 32, 3)).shape == (2, 32, 32, 3)
 

@@ -80,7 +80,38 @@ def check_04(text):
     assert "'tpu' cannot: no TPU found" in text
 
 
-CHECKS = {"03_export_and_serve.ipynb": check_03, "04_distributed.ipynb": check_04}
+def check_05(text):
+    """05_your_own_data: the CLI trains on the written tables (all rows used, a binary head) and
+    tests on test.csv; evaluating the run folder again finds the accuracy the run recorded; the
+    Python run infers the head, classes and image shape from the table; the export serves raw
+    PNG bytes and strings with the live model's answers; the head is inferred for other labels."""
+    n_train, n_test, _ = (int(n) for n in line(text, r"^quick mode (\d+) (\d+) (\d+) "))
+    assert "$ mmkeras train --data train.csv --test-data test.csv --model s1 --image-shape 24,40,3" in text
+    counts = line(text, r"^Training 's1' on 'train': (\d+) train / (\d+) validation / (\d+) test")
+    fit, validation, tested = (int(n) for n in counts)
+    assert (fit + validation, tested) == (n_train, n_test) and validation > 0, (fit, validation, tested)
+    accuracy, examples = line(text, r"^Test accuracy: (\S+)  \[(\d+) test examples")
+    assert 0 <= float(accuracy) <= 1 and int(examples) == n_test, (accuracy, examples)
+    assert "'model.keras'" in text and "'saved_model'" in text
+    python_run = r"^test accuracy (\S+); head 'binary', classes \['no', 'yes'\], image shape \(24, 40, 3\)$"
+    python_accuracy = float(line(text, python_run))
+    assert 0 <= python_accuracy <= 1
+    recorded, again = line(text, r"^test accuracy recorded by the run: (\S+); evaluated again: (\S+)$")
+    assert recorded == again == f"{float(accuracy):.4f}", (recorded, again, accuracy)
+    assert 0 <= float(line(text, r"^on more.csv: (\S+)$")) <= 1
+    answer, probability = line(text, r"^-> (yes|no) \(probability (\S+)\); runners-up: \[\('(?:yes|no)', \S+\)\]$")
+    assert float(probability) >= 0.5, probability
+    request = r"^images/test_\d{4}\.png\s+is the square (?:red|blue)\?\s+-> (yes|no)\s+\(truth: (?:yes|no)\)$"
+    served = re.findall(request, text, flags=re.MULTILINE)
+    assert len(served) == 8, text
+    difference, tolerance, same = line(text, r"largest difference (\S+) \(tolerance (\S+)\); same answers: (\w+)$")
+    assert same == "True" and float(difference) < float(tolerance), (difference, tolerance, same)
+    assert line(text, r"-> (multiclass, classes \['bird', 'cat', 'dog'\])$")
+    assert line(text, r"-> (regression, classes None)$")
+
+
+CHECKS = {"03_export_and_serve.ipynb": check_03, "04_distributed.ipynb": check_04,
+          "05_your_own_data.ipynb": check_05}
 
 
 def test_there_are_notebooks():

@@ -55,7 +55,8 @@ def task_with(head, class_names=None, **kwargs):
 def raw_outputs(model, image, text):
     """The model's own outputs for one raw example, from tensors made here."""
     x = {
-        "image": mmkeras.preprocessing.images_to_float(mmkeras.preprocessing.fit_images(image[None], IMAGE_SHAPE)).numpy(),
+        # Resized in floats, as an exported model resizes a request (a uint8 table would round).
+        "image": mmkeras.preprocessing.fit_images(image[None] / np.float32(255.0), IMAGE_SHAPE),
         "text": model.preprocessor.texts_to_ids([text]).numpy(),
     }
     return model.predict(x, verbose=0)

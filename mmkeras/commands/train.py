@@ -1,4 +1,4 @@
-"""`mmkeras train`: train a zoo recipe on a built-in dataset, test it, save and export it."""
+"""`mmkeras train`: train a zoo recipe on a built-in dataset or your own table, test it, save and export it."""
 
 import argparse
 
@@ -14,15 +14,22 @@ def _shape(text):
 
 
 def add_parser(subparsers):
-    from mmkeras.training import DEFAULT_DATASET, DEFAULT_MODEL
+    from mmkeras.defaults import DEFAULT_DATASET, DEFAULT_MODEL, IMAGE_STORAGES, PRECISIONS, TASKS
 
     parser = subparsers.add_parser(
         "train",
-        help="train a model on a built-in dataset (default: the VQA recipe on easy-VQA)",
+        help="train a model on a built-in dataset or your own table (default: the VQA recipe on easy-VQA)",
         description=(
-            "Train a zoo recipe on a built-in offline dataset, with a progress bar, and print its\n"
-            "test accuracy. With no arguments: the default recipe `vqa` on easy-VQA.\n\n"
-            "Writes into the output folder (default saved_models/<model>-<dataset>):\n"
+            "Train a zoo recipe on a built-in offline dataset or on your own data, with a progress\n"
+            "bar, and print its test accuracy. With no arguments: the default recipe `vqa` on easy-VQA.\n\n"
+            "Your own data (--data): a CSV or JSON-lines table with one row per example: an image\n"
+            "file (a path relative to the table's folder, or absolute), a text and a label; or a\n"
+            "folder of images by class (DIR/<class>/<image>, with --caption as every example's text).\n"
+            "The head comes from the labels: two values -> binary; strings or a few integers ->\n"
+            "multiclass; lists (JSON lines, or --label-separator) -> multilabel; other numbers ->\n"
+            "regression (--task overrides). Without --test-data / --validation-data, a seeded share\n"
+            "of the table's images is held out (--test-split, --validation-split).\n\n"
+            "Writes into the output folder (default saved_models/<model>-<dataset or table name>):\n"
             "  model.keras         the trained model, with its preprocessor (image shape,\n"
             "                      vocabulary, class names) inside\n"
             "  history.png         training curves (loss, accuracy; train and validation)\n"
@@ -36,6 +43,8 @@ def add_parser(subparsers):
             "  mmkeras train\n"
             "  mmkeras train --dataset fashion_mnist_captions --epochs 3\n"
             "  mmkeras train --model fusion_gated --precision float32 --output runs/gated\n"
+            "  mmkeras train --data train.csv --test-data test.csv --image-shape 50,200,3\n"
+            "  mmkeras train --data photos/ --caption 'a photo' --model s1\n"
             "  mmkeras train --epochs 1 --limit 500 --max-steps 5 --no-export   # a smoke test"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -43,10 +52,25 @@ def add_parser(subparsers):
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"zoo recipe (see `mmkeras list`); default {DEFAULT_MODEL}")
     parser.add_argument(
         "--dataset",
-        default=DEFAULT_DATASET,
+        default=None,
         help="easy_vqa (13 answers), easy_vqa_yes_no (binary) or fashion_mnist_captions; "
-        f"default {DEFAULT_DATASET}",
+        f"default {DEFAULT_DATASET} (unless --data is given)",
     )
+    own = parser.add_argument_group("your own data")
+    own.add_argument("--data", default=None, help="training table (.csv, .jsonl, .parquet with pandas) or image folder by class")
+    own.add_argument("--test-data", default=None, help="test table (default: --test-split of --data's images)")
+    own.add_argument("--validation-data", default=None, help="validation table (default: --validation-split of --data's images)")
+    own.add_argument("--image-column", default="image", help="column of image paths; default image")
+    own.add_argument("--text-column", default="text", help="column of texts; default text")
+    own.add_argument("--label-column", default="label", help="column of labels; default label")
+    own.add_argument("--task", default=None, choices=TASKS,
+                     help="the head (default: inferred from the labels)")
+    own.add_argument("--class-names", default=None, help="classes in order, comma-separated (binary: negative first)")
+    own.add_argument("--label-separator", default=None, help="splits a label cell into several labels (multilabel)")
+    own.add_argument("--caption", default="a photo", help="text of every example of an image folder; {file} is the file name")
+    own.add_argument("--test-split", type=float, default=0.1, help="share of --data's images held out for testing; default 0.1")
+    own.add_argument("--image-storage", default="auto", choices=IMAGE_STORAGES,
+                     help="where decoded images are kept; auto = on disk when they exceed a quarter of the memory")
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the recipe's tuned value)")
     parser.add_argument(
         "--batch-size", type=int, default=None, help="global batch size (default: the recipe's tuned value)"
@@ -56,12 +80,12 @@ def add_parser(subparsers):
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and the validation draw; default 0")
     parser.add_argument(
-        "--output", default=None, help="output folder (default saved_models/<model>-<dataset>); an earlier run there is replaced"
+        "--output", default=None, help="output folder (default saved_models/<model>-<dataset or table name>); an earlier run there is replaced"
     )
     parser.add_argument(
         "--precision",
         default="auto",
-        choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"],
+        choices=PRECISIONS,
         help="numeric precision; auto = bfloat16 where the CPU (AVX512_BF16/AMX) or GPU supports it, else float32",
     )
     parser.add_argument(
@@ -82,12 +106,14 @@ def add_parser(subparsers):
     )
     parser.add_argument("--no-export", dest="export", action="store_false", help="skip the SavedModel export")
     parser.add_argument("--quiet", action="store_true", help="no progress bars: print only the test accuracy")
+    parser.add_argument("--log", action="store_true", help="one line per epoch instead of progress bars (for log files)")
     parser.set_defaults(func=run)
 
 
 def run(args):
     import mmkeras
     from mmkeras.training import train
+    from mmkeras.training.train import headline
 
     overrides = None
     if args.tiny:
@@ -96,9 +122,26 @@ def run(args):
             for k, v in mmkeras.get_entry(args.model).tiny.items()
             if k not in ("image_shape", "sequence_length", "vocab_size")
         }
+    data_options = None
+    if args.data is not None:
+        data_options = {
+            "image_column": args.image_column, "text_column": args.text_column, "label_column": args.label_column,
+            "label_separator": args.label_separator, "caption": args.caption, "test_split": args.test_split,
+            "class_names": None if args.class_names is None else [c.strip() for c in args.class_names.split(",")],
+        }
+    else:
+        for flag in ("test_data", "validation_data", "task", "class_names", "label_separator"):
+            if getattr(args, flag) is not None:
+                raise ValueError(f"--{flag.replace('_', '-')} goes with --data (your own table). Received: --data not given")
     result = train(
         args.model,
         args.dataset,
+        data=args.data,
+        test_data=args.test_data,
+        validation_data=args.validation_data,
+        task=args.task,
+        image_storage=args.image_storage,
+        data_options=data_options,
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
@@ -113,8 +156,8 @@ def run(args):
         image_shape=args.image_shape,
         model_overrides=overrides,
         export=args.export,
-        verbose=0 if args.quiet else 1,
+        verbose=0 if args.quiet else 2 if args.log else 1,
     )
     if args.quiet:
-        print(f"Test accuracy: {result.metrics['test_accuracy']:.4f}" + (f"  (saved to {result.output})" if result.output else ""))
+        print(headline(result.metrics) + (f"  (saved to {result.output})" if result.output else ""))
     return 0

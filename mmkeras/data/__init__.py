@@ -4,6 +4,8 @@
   plus raw strings or token ids -> a batched, shuffled, prefetched `tf.data.Dataset`.
 - `Examples`: the checked, decoded, in-memory examples behind every pipeline.
 - `load_dataset(name)` / `list_datasets()`: easy-VQA and Fashion-MNIST caption matching, offline.
+- `load_table(data)`: your own table of image paths, texts and labels (CSV, JSON lines, a
+  DataFrame, a list of dicts) or image folder by class, as the `DatasetSplits` `train` takes.
 
 Example:
 
@@ -13,6 +15,7 @@ Example:
 """
 
 from mmkeras.data.pipeline import IMAGE_FORMS, Examples, image_form, make_dataset
+from mmkeras.data.tables import TASKS, data_name, infer_labels, load_examples, load_table, read_image_folder, read_table
 from mmkeras.data.datasets import (
     DatasetSplits,
     dataset_description,
@@ -26,6 +29,13 @@ from mmkeras.data import easy_vqa, fashion_mnist  # noqa: F401,E402  (registers 
 __all__ = [
     "DatasetSplits",
     "Examples",
+    "TASKS",
+    "data_name",
+    "infer_labels",
+    "load_examples",
+    "load_table",
+    "read_image_folder",
+    "read_table",
     "IMAGE_FORMS",
     "dataset_description",
     "image_form",

@@ -24,7 +24,9 @@ from typing import Callable, Optional
 import numpy as np
 
 from mmkeras.data.pipeline import Examples
+from mmkeras.defaults import TASKS
 from mmkeras.validation import check_fraction, check_one_of, check_positive_int
+
 
 
 @dataclasses.dataclass
@@ -34,14 +36,21 @@ class DatasetSplits:
     Attributes:
         name: the dataset's registry name.
         train, validation, test: `Examples` (validation may be None with `validation_split=0`).
-        class_names: list of str, the name of each class (for a binary task `[negative, positive]`).
-        task: `"multiclass"` or `"binary"`: the head the dataset trains.
+        class_names: list of str, the name of each class (for a binary task `[negative, positive]`);
+            None for regression.
+        task: the head the dataset trains, one of `TASKS`: `"binary"`, `"multiclass"`,
+            `"multilabel"` or `"regression"`.
         output_name: str, the name of the model's output (`"answer"`, `"match"`).
         image_shape: `(height, width, channels)` of the images.
         sequence_length: int, token ids per text that covers the longest text.
         description: one paragraph on what the dataset is (and is not).
         extra_metrics: None or `fn(task, batch_size) -> dict` of further test metrics
             (Fashion-MNIST's 10-way caption ranking).
+        source: None or a dict saying where the data came from (the tables `load_table` read and
+            its settings), recorded in a run's `metrics.json` so `evaluate` can read it again.
+
+    Raises:
+        ValueError: for a `task` not in `TASKS`, or class names that do not fit it.
     """
 
     name: str
@@ -55,12 +64,29 @@ class DatasetSplits:
     sequence_length: int
     description: str = ""
     extra_metrics: Optional[Callable] = None
+    source: Optional[dict] = None
+
+    def __post_init__(self):
+        check_one_of("task", self.task, TASKS)
+        if self.task == "regression":
+            return
+        if self.class_names is None or len(self.class_names) < 2:
+            raise ValueError(
+                f"`class_names` must name at least two classes for a {self.task} task. "
+                f"Received: class_names={self.class_names!r}"
+            )
+        if self.task == "binary" and len(self.class_names) != 2:
+            raise ValueError(
+                "`class_names` must be [negative, positive] for a binary task. "
+                f"Received: {len(self.class_names)} class names"
+            )
 
     def __repr__(self):
         sizes = ", ".join(
             f"{split}={len(getattr(self, split))}" for split in ("train", "validation", "test") if getattr(self, split)
         )
-        return f"<DatasetSplits {self.name!r}: {self.task}, {len(self.class_names)} classes, {sizes}>"
+        classes = f"{len(self.class_names)} classes" if self.class_names else "no classes"
+        return f"<DatasetSplits {self.name!r}: {self.task}, {classes}, {sizes}>"
 
     def baselines(self):
         """What the texts alone give on the test split (see `text_only_baselines`).
@@ -79,7 +105,28 @@ class DatasetSplits:
         """The `head` argument of `build_model` for this task."""
         if self.task == "binary":
             return {"kind": "binary", "name": self.output_name}
-        return {"kind": "multiclass", "num_classes": len(self.class_names), "name": self.output_name}
+        if self.task == "regression":
+            return {"kind": "regression", "name": self.output_name}
+        key = "num_labels" if self.task == "multilabel" else "num_classes"
+        return {"kind": self.task, key: len(self.class_names), "name": self.output_name}
+
+    def with_validation(self, validation_split, seed=0):
+        """These splits, with `validation_split` of the training images held out for validation.
+
+        Returns `self` when there already is a validation split or `validation_split` is 0.
+        Examples that share an image stay on one side.
+        """
+        check_fraction("validation_split", validation_split)
+        if self.validation is not None or not validation_split:
+            return self
+        groups = self.train.image_index if self.train.image_index is not None else np.arange(len(self.train))
+        keep, held = split_by_group(groups, validation_split, seed)
+        if len(keep) == 0 or len(held) == 0:
+            raise ValueError(
+                f"`validation_split` leaves no training or no validation example from {len(self.train)} "
+                f"training examples. Received: validation_split={validation_split}"
+            )
+        return dataclasses.replace(self, train=self.train.subset(keep), validation=self.train.subset(held))
 
 
 def text_only_baselines(train_texts, train_labels, test_texts, test_labels):

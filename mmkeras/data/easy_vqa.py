@@ -20,6 +20,7 @@ import numpy as np
 
 from mmkeras.data.datasets import DatasetSplits, register_dataset, split_by_group
 from mmkeras.data.pipeline import Examples
+from mmkeras.validation import check_one_of
 
 IMAGE_SHAPE = (64, 64, 3)
 
@@ -86,6 +87,7 @@ def load_easy_vqa(task="multiclass", *, validation_split=0.1, seed=0, limit=None
     >>> splits.train.texts[0], splits.class_names[splits.train.labels[0]]
     ('what is the blue shape?', 'rectangle')
     """
+    check_one_of("task", task, ("multiclass", "binary"))
     easy_vqa = _easy_vqa()
     train, train_ids, class_names = _split(easy_vqa, "train", task, limit, verbose)
     test, _, _ = _split(easy_vqa, "test", task, limit, verbose)

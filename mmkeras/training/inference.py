@@ -9,6 +9,7 @@ import os
 import keras
 import numpy as np
 
+from mmkeras import data as data_module
 from mmkeras.tasks import Task
 from mmkeras.training.runs import load_run, run_info
 from mmkeras.training.train import resolve_dataset
@@ -27,17 +28,62 @@ def _task(model):
     return load_run(model)
 
 
-def evaluate(model, dataset=None, *, split="test", batch_size=256, limit=None, verbose=1):
-    """Evaluate a trained task on a built-in dataset's split.
+TABLE_OPTIONS = ("image_column", "text_column", "label_column", "label_separator", "caption")
+
+
+def _table_examples(net, data, options, verbose):
+    """Your own table as examples for `net`: its head kind, class names and image shape."""
+    head = getattr(net, "head", None)
+    if head is None or head.kind not in data_module.TASKS:
+        raise ValueError(
+            f"`data` needs a model with one binary, multiclass, multilabel or regression head. "
+            f"Received: a model with head {getattr(head, 'kind', None)!r}"
+        )
+    classes = net.class_names() if head.kind in ("binary", "multiclass", "multilabel") else None
+    if classes is None and head.kind != "regression":
+        raise ValueError("`data` needs a model that names its classes (its preprocessor has no class names).")
+    return data_module.load_examples(
+        data, task=head.kind, class_names=classes, image_shape=net.preprocessor.image_shape, verbose=verbose,
+        **{k: v for k, v in options.items() if k in TABLE_OPTIONS and v is not None},
+    )
+
+
+def _recorded_examples(net, source, split, verbose):
+    """The split of the user's data a run trained with, read again from the tables it recorded."""
+    given = source.get(f"{split}_data")
+    if given is not None:
+        return _table_examples(net, given, source, verbose)
+    if not source.get("data"):
+        raise ValueError(
+            "`data` must be given: this run trained on data given in Python, which it cannot read again. "
+            "Received: data=None"
+        )
+    options = {k: source.get(k) for k in (*TABLE_OPTIONS, "class_names", "task", "validation_split", "test_split", "seed")}
+    options = {k: v for k, v in options.items() if v is not None}
+    splits = data_module.load_table(
+        source["data"], image_shape=net.preprocessor.image_shape, verbose=verbose, decode=(split,),
+        validation_data=source.get("validation_data"), **options,
+    )
+    return getattr(splits, split)
+
+
+def evaluate(model, dataset=None, *, data=None, split="test", batch_size=256, limit=None, verbose=1, data_options=None):
+    """Evaluate a trained task on a dataset's split, or on a table of your own.
 
     Args:
         model: a folder written by `train`, a `.keras` file, or a task.
-        dataset: str or None, a built-in dataset name (or a `DatasetSplits`); None takes the one
-            the run trained on.
+        dataset: str or None, a built-in dataset name (or a `DatasetSplits`); None takes the data
+            the run trained on: a built-in dataset, or your own tables, read again (the test table,
+            or the same seeded held-out share of the training table).
+        data: your own table to evaluate on, instead of `dataset` (see
+            `mmkeras.data.load_table`); its labels must be classes the model knows. Defaults to
+            `None`.
         split: `"test"` or `"validation"`. Defaults to `"test"`.
         batch_size: int. Defaults to `256`.
         limit: int or None, at most this many examples. Defaults to `None`.
         verbose: int, 1 prints the metrics. Defaults to `1`.
+        data_options: dict or None: `image_column`, `text_column`, `label_column`,
+            `label_separator`, `caption` for `data` (default: the run's, else the defaults).
 
     Returns:
         dict of metrics (`loss`, `accuracy`, and e.g. `ranking_accuracy` for Fashion-MNIST).
@@ -52,15 +98,46 @@ def evaluate(model, dataset=None, *, split="test", batch_size=256, limit=None, v
     check_one_of("split", split, ("test", "validation"))
     check_positive_int("batch_size", batch_size)
     check_positive_int("limit", limit, allow_none=True)
+    if data is not None and dataset is not None:
+        raise ValueError(f"Pass `dataset` or `data`, not both. Received: dataset={dataset!r}")
+    if data_options is not None and (not isinstance(data_options, dict) or set(data_options) - set(TABLE_OPTIONS)):
+        raise ValueError(f"`data_options` must be a dict with keys among {list(TABLE_OPTIONS)}. Received: {data_options!r}")
     info = run_info(model) if isinstance(model, (str, os.PathLike)) else {}
     net = _task(model)
-    dataset = dataset or info.get("dataset")
+    source = info.get("data") or {}
+    extra_metrics, name = None, None
+    if data is not None:
+        examples, name = _table_examples(net, data, {**source, **(data_options or {})}, verbose), data_module.data_name(data)
+    elif dataset is None and source:
+        examples, name = _recorded_examples(net, source, split, verbose), info.get("dataset")
+    else:
+        examples, name, extra_metrics = _dataset_examples(net, dataset or info.get("dataset"), split, info, limit, verbose)
+    if examples is None:
+        raise ValueError(f"`split` {split!r} is empty for dataset {name!r}. Received: split={split!r}")
+    if limit is not None and limit < len(examples):
+        examples = examples.subset(np.arange(limit))
+    net.check_labels(examples.labels)
+    if not net.compiled:
+        net.compile()
+    result = net.evaluate(examples.to_dataset(task=net, batch_size=batch_size), verbose=0, return_dict=True)
+    result = {k: float(v) for k, v in result.items()}
+    if split == "test" and extra_metrics is not None:
+        result.update(extra_metrics(net, batch_size))
+    if verbose:
+        print(f"{name} {split} ({len(examples)} examples): " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
+    return result
+
+
+def _dataset_examples(net, dataset, split, info, limit, verbose):
+    """`(examples, name, extra_metrics)` of a built-in (or given) dataset's split for `net`."""
     if dataset is None:
         raise ValueError("`dataset` must be given: the model does not name the one it trained on. Received: dataset=None")
+    if isinstance(dataset, str) and dataset not in data_module.list_datasets() and info.get("dataset") == dataset:
+        raise ValueError(
+            f"`dataset` or `data` must be given: this run trained on data given in Python ({dataset!r}), which "
+            f"it cannot read again. Received: dataset=None, data=None"
+        )
     splits = resolve_dataset(dataset, 0.1 if split == "validation" else 0.0, int(info.get("seed", 0)), limit, verbose)
-    examples = getattr(splits, split)
-    if examples is None:
-        raise ValueError(f"`split` {split!r} is empty for dataset {splits.name!r}. Received: split={split!r}")
     classes = net.class_names() if hasattr(net, "class_names") else None
     if isinstance(classes, list) and splits.class_names is not None and classes != list(splits.class_names):
         raise ValueError(
@@ -68,16 +145,7 @@ def evaluate(model, dataset=None, *, split="test", batch_size=256, limit=None, v
             f"that a label means the same class. Received: dataset {splits.name!r} with classes "
             f"{list(splits.class_names)[:5]}..."
         )
-    net.check_labels(examples.labels)
-    if not net.compiled:
-        net.compile()
-    result = net.evaluate(examples.to_dataset(task=net, batch_size=batch_size), verbose=0, return_dict=True)
-    result = {k: float(v) for k, v in result.items()}
-    if split == "test" and splits.extra_metrics is not None:
-        result.update(splits.extra_metrics(net, batch_size))
-    if verbose:
-        print(f"{splits.name} {split} ({len(examples)} examples): " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
-    return result
+    return getattr(splits, split), splits.name, splits.extra_metrics
 
 
 def _one_image(image):

@@ -18,6 +18,7 @@ import numpy as np
 
 from mmkeras import data as data_module
 from mmkeras import distribute
+from mmkeras.defaults import DEFAULT_DATASET, DEFAULT_MODEL  # keras-free: `mmkeras train --help` reads them
 from mmkeras.heads import get_head
 from mmkeras.precision import PRECISIONS, precision_scope, resolve_precision
 from mmkeras.preprocessing import Preprocessor, text_vectorizer
@@ -25,9 +26,6 @@ from mmkeras.registry import get_entry, get_model, list_models
 from mmkeras.training.reporting import learning_rate_schedule
 from mmkeras.training.runs import check_output, default_output, machine, versions, write_run
 from mmkeras.validation import check_fraction, check_image_shape, check_kwargs, check_one_of, check_positive_int
-
-DEFAULT_MODEL = "vqa"
-DEFAULT_DATASET = "easy_vqa"
 
 
 @dataclasses.dataclass
@@ -64,9 +62,10 @@ def training_defaults(model, dataset=None):
 
 
 def resolve_dataset(dataset, validation_split, seed, limit, verbose):
-    """A `DatasetSplits`: the one given, or the built-in dataset of that name, loaded."""
+    """A `DatasetSplits`: the one given (with a validation split held out if it has none), or the
+    built-in dataset of that name, loaded."""
     if isinstance(dataset, data_module.DatasetSplits):
-        return dataset
+        return dataset.with_validation(validation_split, seed)
     if not isinstance(dataset, str):
         raise ValueError(
             f"`dataset` must be a name in {data_module.list_datasets()} or a DatasetSplits. "
@@ -74,14 +73,26 @@ def resolve_dataset(dataset, validation_split, seed, limit, verbose):
         )
     check_one_of("dataset", dataset, data_module.list_datasets())
     return data_module.load_dataset(
-        dataset, validation_split=validation_split, seed=seed, limit=limit, verbose=bool(verbose)
+        dataset, validation_split=validation_split, seed=seed, limit=limit, verbose=verbose
     )
 
 
+# Recipe arguments `train` sets itself, and where to change them.
+TRAIN_SETS = {
+    "image_shape": "use train's `image_shape`",
+    "sequence_length": "the longest training text",
+    "vocab_size": "the training texts' vocabulary",
+    "head": "the dataset's labels (`task` for your own data)",
+    "preprocessor": "learned from the training data",
+    "compile": "train compiles with its schedule",
+}
+
+
 def _check_arguments(model, precision, epochs, batch_size, max_steps, limit, learning_rate, seed,
-                     validation_split, image_shape, model_overrides, strategy):
+                     validation_split, image_shape, model_overrides, strategy, verbose):
     """Every argument of `train` checked before anything is loaded, built or written."""
     check_one_of("model", model, list_models())
+    check_one_of("verbose", verbose, (0, 1, 2, False, True))
     check_one_of("precision", precision, PRECISIONS)
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("max_steps", max_steps), ("limit", limit)):
         check_positive_int(name, value, allow_none=True)
@@ -97,6 +108,13 @@ def _check_arguments(model, precision, epochs, batch_size, max_steps, limit, lea
     if model_overrides is not None:
         if not isinstance(model_overrides, dict):
             raise ValueError(f"`model_overrides` must be a dict of recipe arguments. Received: {model_overrides!r}")
+        owned = sorted(set(model_overrides) & set(TRAIN_SETS))
+        if owned:
+            raise ValueError(
+                f"`model_overrides` cannot set {owned}: train sets them from the data "
+                f"({', '.join(f'{k}: {v}' for k, v in TRAIN_SETS.items() if k in owned)}). "
+                f"Received: model_overrides with keys {sorted(model_overrides)}"
+            )
         task = get_entry(model).task
         if task is not None:
             check_kwargs("model_overrides", model, [task.__init__], model_overrides)
@@ -177,10 +195,12 @@ def _record(model, data, net, test, extra, history, settings, started):
         "model": model,
         "dataset": splits.name,
         "task": splits.task,
+        "data": splits.source,
         "task_class": type(net).__name__,
         "head": net.head.get_config(),
         "test_accuracy": test.get("accuracy", test.get(f"{splits.output_name}_accuracy")),
         "test_loss": test.get("loss"),
+        "test_metrics": test,
         **{f"test_{k}": v for k, v in extra.items()},
         "validation_accuracy": (history.get("val_accuracy") or [None])[-1],
         "parameters": int(net.count_params()),
@@ -198,10 +218,34 @@ def _record(model, data, net, test, extra, history, settings, started):
     }
 
 
+def _data_splits(dataset, data, test_data, validation_data, task, image_storage, data_options,
+                 image_shape, validation_split, seed, limit, verbose):
+    """The `DatasetSplits` to train on: a built-in or given dataset, or the user's tables read."""
+    if data is None:
+        for name, value in (("test_data", test_data), ("validation_data", validation_data), ("task", task),
+                            ("data_options", data_options)):
+            if value is not None:
+                raise ValueError(f"`{name}` goes with `data` (your own table). Received: {name}={value!r} and data=None")
+        return resolve_dataset(dataset, validation_split, seed, limit, verbose)
+    if limit is not None:
+        raise ValueError(f"`limit` is for the built-in datasets; use `max_steps` for a quick run on `data`. Received: limit={limit}")
+    return data_module.load_table(
+        data, test_data=test_data, validation_data=validation_data, task=task, image_shape=image_shape,
+        validation_split=validation_split, seed=seed, image_storage=image_storage, verbose=verbose,
+        **(data_options or {}),
+    )
+
+
 def train(
     model=DEFAULT_MODEL,
-    dataset=DEFAULT_DATASET,
+    dataset=None,
     *,
+    data=None,
+    test_data=None,
+    validation_data=None,
+    task=None,
+    image_storage="auto",
+    data_options=None,
     epochs=None,
     batch_size=None,
     learning_rate=None,
@@ -225,7 +269,22 @@ def train(
             recipe. The recipe's head is replaced by the dataset's (13-way softmax named
             `"answer"` for easy-VQA, one sigmoid named `"match"` for Fashion-MNIST captions).
         dataset: str, a name from `mmkeras.data.list_datasets()`, or a `DatasetSplits` of your
-            own. Defaults to `"easy_vqa"`.
+            own (a validation split is held out of its training examples if it has none).
+            Defaults to `"easy_vqa"` when no `data` is given.
+        data: your own training table instead of `dataset`: a .csv / .jsonl / .parquet file, a
+            pandas DataFrame, a list of dicts or a dict of columns, with an image path, a text and
+            a label per row; or an image folder by class (see `mmkeras.data.load_table`).
+            Defaults to `None`.
+        test_data, validation_data: tables like `data`, or None: a seeded share of `data`'s
+            images is held out instead (`validation_split`, and `data_options["test_split"]`,
+            default 0.1).
+        task: None (inferred from the labels: binary, multiclass, multilabel or regression) or
+            one of those names, for `data`. Defaults to `None`.
+        image_storage: `"auto"`, `"memory"` or `"disk"`: where `data`'s decoded images are kept
+            (`"auto"`: on disk when they would take more than a quarter of the memory).
+        data_options: dict or None, further arguments of `mmkeras.data.load_table`:
+            `image_column`, `text_column`, `label_column`, `class_names`, `label_separator`,
+            `caption`, `test_split`, `memory_budget`.
         epochs: int or None, the recipe's tuned value when None.
         batch_size: int or None, the **global** batch size (split across replicas under a
             distribution strategy); the recipe's tuned value when None.
@@ -249,7 +308,8 @@ def train(
             `mmkeras.tasks.FusionClassifier`), e.g. `{"image_encoder": {"filters": (8, 16)}}`.
         export: bool, also export a SavedModel (`mmkeras.export_model`) into
             `<output>/saved_model`. Defaults to `True`.
-        verbose: int, 0 silent, 1 progress bars and a summary. Defaults to `1`.
+        verbose: int, 0 silent, 1 progress bars and a summary, 2 one line per epoch and a
+            summary (for logs). Defaults to `1`.
 
     Returns:
         A `TrainResult` (model, history, metrics, output folder).
@@ -266,9 +326,17 @@ def train(
     """
     started = {"time": time.perf_counter(), "load": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None}
     _check_arguments(model, precision, epochs, batch_size, max_steps, limit, learning_rate, seed,
-                     validation_split, image_shape, model_overrides, strategy)
+                     validation_split, image_shape, model_overrides, strategy, verbose)
+    if data is not None and dataset is not None:
+        raise ValueError(f"Pass `dataset` (built in) or `data` (your own table), not both. Received: dataset={dataset!r}")
+    if data_options is not None and not isinstance(data_options, dict):
+        raise ValueError(f"`data_options` must be a dict of load_table arguments. Received: data_options={data_options!r}")
+    dataset = DEFAULT_DATASET if dataset is None and data is None else dataset
     policy = resolve_precision(precision)
-    dataset_name = dataset if isinstance(dataset, str) else getattr(dataset, "name", "custom")
+    if data is not None:
+        dataset_name = data_module.data_name(data)
+    else:
+        dataset_name = dataset if isinstance(dataset, str) else getattr(dataset, "name", "custom")
     defaults = training_defaults(model, dataset_name)
     epochs, batch_size = epochs or defaults["epochs"], batch_size or defaults["batch_size"]
     learning_rate = float(learning_rate or defaults["learning_rate"])
@@ -283,7 +351,9 @@ def train(
         output = False  # in a multi-worker run only the chief writes the run folder
 
     keras.utils.set_random_seed(int(seed))
-    data = _prepare_data(resolve_dataset(dataset, validation_split, int(seed), limit, verbose), defaults, image_shape)
+    splits = _data_splits(dataset, data, test_data, validation_data, task, image_storage, data_options,
+                          image_shape or defaults["image_shape"], validation_split, int(seed), limit, verbose)
+    data = _prepare_data(splits, defaults, image_shape)
     steps_per_epoch = math.ceil(len(data.train) / batch_size)
     steps_per_epoch = min(steps_per_epoch, max_steps) if max_steps else steps_per_epoch
     net = _build(model, data, model_overrides, tf_strategy, policy, learning_rate, epochs * steps_per_epoch, defaults["warmup"])
@@ -299,7 +369,7 @@ def train(
     fit_started = time.perf_counter()
     history = distribute.fit(
         net, train_data, epochs=epochs, validation_data=val_data, backup_dir=backup_dir,
-        steps_per_epoch=steps_per_epoch, verbose=1 if verbose else 0,
+        steps_per_epoch=steps_per_epoch, verbose=int(verbose),
     )
     train_seconds = time.perf_counter() - fit_started
     history = {k: [float(v) for v in values] for k, values in dict(history).items()}
@@ -323,8 +393,16 @@ def train(
     return TrainResult(model=net, history=history, metrics=metrics, output=output or None)
 
 
+def headline(metrics):
+    """The line that says how good a run is: its test accuracy, or its other test metrics."""
+    if metrics.get("test_accuracy") is not None:
+        return f"Test accuracy: {metrics['test_accuracy']:.4f}"
+    others = {k: v for k, v in (metrics.get("test_metrics") or {}).items() if k != "loss"}
+    return "Test " + ", ".join(f"{k}: {v:.4f}" for k, v in others.items())
+
+
 def _print_summary(metrics, extra, test_size, train_seconds, output):
-    line = f"Test accuracy: {metrics['test_accuracy']:.4f}"
+    line = headline(metrics)
     if extra:
         line += "  (" + ", ".join(f"{k} {v:.4f}" for k, v in extra.items()) + ")"
     print(f"{line}  [{test_size:,} test examples; training took {train_seconds:.1f} s]")
