@@ -7,7 +7,17 @@ one, never half of one. A failure removes the temporary copy and leaves the targ
 - `atomic_file(path)`: a context manager that yields a temporary path to write one file to.
 - `atomic_folder(path, overwrite=..., replaceable=...)`: the same for a folder; an existing
   target is replaced only with `overwrite=True`, and only when `replaceable(path)` says it is
-  safe to delete (never a folder of the user's own).
+  safe to delete (never a folder of the user's own). The old folder and the new one swap in one
+  step (`renameat2(RENAME_EXCHANGE)`), so `path` is never missing.
+
+Every file and folder gets the permissions the umask gives (0644 / 0755 with umask 022), as
+`open` and `os.makedirs` would give them, not the private ones of `tempfile`.
+
+A process killed while it writes a folder leaves its temporary folder `.NAME.tmp-XXXX` beside the
+target, with an owner file `.NAME.tmp-XXXX.owner` (process id and host). The next
+`atomic_folder` for the same target removes such leftovers once their process has ended (and,
+after a kill between the two renames of the fallback without an atomic swap, moves the old
+folder back); a folder without an owner file, or of a live process, is never touched.
 
 Example:
 
@@ -25,11 +35,13 @@ Example:
 
 import contextlib
 import ctypes
+import json
 import os
 import shutil
+import socket
 import tempfile
 
-__all__ = ["atomic_file", "atomic_folder", "remove"]
+__all__ = ["atomic_file", "atomic_folder", "clean_stale", "remove"]
 
 
 def _umask():
@@ -114,7 +126,9 @@ def atomic_file(path):
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    base, suffix = os.path.splitext(os.path.basename(path))
+    name = os.path.basename(path)
+    base, dot, rest = name.lstrip(".").partition(".")  # keep every extension: x.weights.h5
+    base, suffix = name[: len(name) - len(rest) - len(dot)], dot + rest
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.tmp-", suffix=suffix, dir=parent)
     os.close(fd)
     _make_readable(tmp, folder=False)
@@ -148,13 +162,83 @@ def atomic_folder(path, *, overwrite=False, replaceable=_never, what="an export"
     check_target(path, overwrite, replaceable, what)
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
-    _make_readable(tmp)
+    clean_stale(path)
+    tmp, owner = _staging_folder(path)
     try:
         yield tmp
         _publish(tmp, path, overwrite, replaceable, what)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # only left behind if something above failed
+        # Only left behind if something above failed (after a swap, `tmp` holds the old folder).
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp + OLD_SUFFIX, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.remove(owner)
+
+
+OWNER_SUFFIX = ".owner"
+OLD_SUFFIX = ".old"
+
+
+def _staging_folder(path):
+    """A new private folder `.NAME.tmp-XXXX` beside `path`, and its owner file (created first)."""
+    parent, name = os.path.split(os.path.abspath(path))
+    fd, owner = tempfile.mkstemp(prefix=f".{name}.tmp-", suffix=OWNER_SUFFIX, dir=parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"pid": os.getpid(), "host": socket.gethostname(), "target": name}, f)
+    _make_readable(owner, folder=False)
+    tmp = owner[: -len(OWNER_SUFFIX)]
+    os.mkdir(tmp)
+    _make_readable(tmp)
+    return tmp, owner
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
+def clean_stale(path):
+    """Remove what killed writers of `path` left beside it; return the names removed.
+
+    Only mmkeras' own leftovers: a `.NAME.tmp-XXXX` folder with its owner file, written on this
+    host by a process that no longer runs. If `path` is missing and the leftover holds the old
+    folder (a kill between the two renames of the non-atomic fallback), it is moved back first.
+    """
+    parent, name = os.path.split(os.path.abspath(os.fspath(path)))
+    removed = []
+    try:
+        entries = os.listdir(parent)
+    except OSError:
+        return removed
+    prefix = f".{name}.tmp-"
+    for entry in entries:
+        if not (entry.startswith(prefix) and entry.endswith(OWNER_SUFFIX)):
+            continue
+        owner = os.path.join(parent, entry)
+        try:
+            with open(owner, encoding="utf-8") as f:
+                info = json.load(f)
+            pid, host, target = int(info["pid"]), info["host"], info["target"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # half-written or not ours: keep
+        if target != name or host != socket.gethostname() or pid == os.getpid() or _alive(pid):
+            continue
+        tmp = owner[: -len(OWNER_SUFFIX)]
+        old = tmp + OLD_SUFFIX
+        if os.path.isdir(old) and not os.path.islink(old) and not os.path.lexists(path):
+            os.rename(old, path)
+        for leftover in (tmp, old):
+            if os.path.isdir(leftover) and not os.path.islink(leftover):
+                shutil.rmtree(leftover, ignore_errors=True)
+                removed.append(os.path.basename(leftover))
+        with contextlib.suppress(OSError):
+            os.remove(owner)
+    return removed
 
 
 def _publish(tmp, path, overwrite, replaceable, what):
@@ -170,9 +254,9 @@ def _publish(tmp, path, overwrite, replaceable, what):
         check_target(path, overwrite, replaceable, what)
         if not _exchange(tmp, path):
             # No atomic swap here: the old folder steps aside, the new one moves in. In between
-            # (two renames) `path` is briefly absent, never half-written.
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-", dir=parent)
-            os.rmdir(old)
+            # (two renames) `path` is briefly absent; after a kill there, the next writer of
+            # `path` moves the old folder back (`clean_stale`), never leaving it missing.
+            old = tmp + OLD_SUFFIX
             os.rename(path, old)
             try:
                 os.rename(tmp, path)
@@ -180,5 +264,5 @@ def _publish(tmp, path, overwrite, replaceable, what):
                 os.rename(old, path)
                 raise
             tmp = old
-        remove(tmp)  # the old folder, now at the temporary name
+        remove(tmp)  # the old folder, now at a temporary name
     _fsync(parent)

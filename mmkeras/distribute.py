@@ -28,7 +28,9 @@ False
 import contextlib
 import json
 import os
+import shutil
 import socket
+import time
 
 import keras
 import numpy as np
@@ -131,8 +133,114 @@ def get_strategy(name="auto"):
         raise _cannot_start(name, error) from error
 
 
+WORKER_TIMEOUT_ENV = "MMKERAS_WORKER_TIMEOUT"
+DEFAULT_WORKER_TIMEOUT = 300.0
+
+
+def worker_timeout():
+    """Seconds a multi-worker run waits for every worker to start: `$MMKERAS_WORKER_TIMEOUT`, else 300.
+
+    Example:
+
+    >>> worker_timeout() > 0
+    True
+    """
+    raw = os.environ.get(WORKER_TIMEOUT_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_WORKER_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and value != float("inf")):
+        raise ValueError(
+            f"`{WORKER_TIMEOUT_ENV}` must be a positive number of seconds. Received: {WORKER_TIMEOUT_ENV}={raw!r}"
+        )
+    return value
+
+
+def _cluster_tasks(config):
+    """[(type, index, "host:port")] of the tasks that take part in the collectives."""
+    cluster = config["cluster"]
+    return [(kind, i, address) for kind in ("chief", "worker") for i, address in enumerate(cluster.get(kind) or [])]
+
+
+def _split_address(address):
+    host, _, port = str(address).rpartition(":")
+    return host.strip("[]") or "localhost", int(port)
+
+
+def wait_for_workers(config, timeout):
+    """Meet every other task of `config`'s cluster before TensorFlow does, or time out clearly.
+
+    TensorFlow's collective set-up waits for missing workers forever, inside C++. Here each task
+    first listens on its own port and reaches every other task's; it goes on once it has
+    reached all of them and all of them have reached it (then its port is free for TensorFlow
+    again). After `timeout` seconds it raises, naming the tasks that never answered.
+
+    Args:
+        config: dict, the parsed `TF_CONFIG` (`cluster` and `task`).
+        timeout: float, seconds to wait.
+
+    Raises:
+        ValueError: a task did not start (or cannot be reached) within `timeout` seconds.
+
+    Example:
+
+    >>> config = {"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 0}}
+    >>> wait_for_workers(config, 1.0)  # a cluster of one: nobody to wait for
+    """
+    tasks = _cluster_tasks(config)
+    me = (config["task"]["type"], int(config["task"]["index"]))
+    others = {(kind, i): address for kind, i, address in tasks if (kind, i) != me}
+    if not others:
+        return
+    my_address = dict(((kind, i), address) for kind, i, address in tasks).get(me)
+    if my_address is None:
+        return  # not a collective task (an evaluator): nothing to meet
+    token = f"{me[0]}:{me[1]}\n".encode()
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("", _split_address(my_address)[1]))
+        listener.listen(len(others) + 4)
+    except OSError as error:
+        listener.close()
+        raise _cannot_start("multi_worker", f"cannot listen on this task's address {my_address} ({error.strerror or error})") from None
+    listener.settimeout(0.05)
+    reached, heard = set(), set()
+    deadline = time.monotonic() + timeout
+    try:
+        while reached != set(others) or heard != set(others):
+            for task in sorted(set(others) - reached):
+                with contextlib.suppress(OSError):
+                    with socket.create_connection(_split_address(others[task]), timeout=0.5) as conn:
+                        conn.sendall(token)
+                        reached.add(task)
+            with contextlib.suppress(OSError):
+                while True:
+                    conn, _ = listener.accept()
+                    with conn:
+                        conn.settimeout(2.0)
+                        kind, _, index = conn.recv(64).decode(errors="replace").strip().partition(":")
+                        if index.isdigit() and (kind, int(index)) in others:
+                            heard.add((kind, int(index)))
+            if time.monotonic() > deadline:
+                missing = sorted(set(others) - (reached & heard))
+                names = ", ".join(f"{kind} {i} ({others[(kind, i)]})" for kind, i in missing)
+                raise _cannot_start(
+                    "multi_worker",
+                    f"{names} did not start within {timeout:g} s (every task in TF_CONFIG's cluster must "
+                    f"run; set {WORKER_TIMEOUT_ENV} to wait longer)",
+                )
+            time.sleep(0.05)
+    finally:
+        listener.close()
+
+
 def _multi_worker_strategy():
-    _check_tf_config()
+    config = _check_tf_config()
+    wait_for_workers(config, worker_timeout())
     try:
         return tf.distribute.MultiWorkerMirroredStrategy()
     except (RuntimeError, ValueError, tf.errors.OpError) as error:
@@ -556,7 +664,7 @@ class _TrainingState:
     worker restores from `backup_dir`.
     """
 
-    def __init__(self, model, backup_dir, verbose):
+    def __init__(self, model, backup_dir, verbose, settings=None, keep=False):
         self.epoch = tf.Variable(0, dtype="int64", trainable=False, name="epoch")
         self.step = tf.Variable(0, dtype="int64", trainable=False, name="step_in_epoch")
         self.position = tf.Variable(0, dtype="int64", trainable=False, name="batches_into_pass")
@@ -564,6 +672,7 @@ class _TrainingState:
         self.chief = is_chief(self.strategy)
         self.backup_dir = None if backup_dir is None else os.fspath(backup_dir)
         self.manager = None
+        self.settings, self.keep, self.history = _jsonable(settings), keep, {}
         if self.backup_dir is None:
             return
         checkpoint = tf.train.Checkpoint(
@@ -571,7 +680,14 @@ class _TrainingState:
         )
         latest = tf.train.latest_checkpoint(self.backup_dir)
         if latest:
-            checkpoint.restore(latest).assert_existing_objects_matched()
+            meta = _read_loop_metadata(self.backup_dir)
+            _check_backup_settings(self.backup_dir, meta.get("settings"), self.settings)
+            try:
+                checkpoint.restore(latest).assert_existing_objects_matched()
+            except (tf.errors.OpError, ValueError, AssertionError) as error:
+                raise _unreadable_backup(self.backup_dir, os.path.basename(latest), error) from None
+            epoch = int(self.epoch)
+            self.history = {k: list(v)[:epoch] for k, v in (meta.get("history") or {}).items()}
             if verbose:
                 print(f"Restored {latest}: epoch {int(self.epoch) + 1}, step {int(self.step)}.", flush=True)
         write_dir = self.backup_dir
@@ -582,6 +698,13 @@ class _TrainingState:
     def save(self):
         if self.manager is None:
             return
+        if self.chief:  # first: a kill before the checkpoint leaves history the restore cuts short
+            from mmkeras.atomic import atomic_file
+
+            os.makedirs(self.backup_dir, exist_ok=True)
+            with atomic_file(os.path.join(self.backup_dir, LOOP_METADATA)) as tmp:
+                with open(tmp, "w", encoding="utf-8") as f:
+                    json.dump({"settings": self.settings, "history": self.history}, f, default=float)
         self.manager.save()
         if not self.chief:
             tf.io.gfile.rmtree(self.manager.directory)
@@ -595,12 +718,12 @@ class _TrainingState:
         self.save()
 
     def finish(self):
-        """Delete the backup once every worker has saved and cleaned up."""
+        """Delete the backup (unless kept) once every worker has saved and cleaned up."""
         if self.manager is None:
             return
         _barrier(self.strategy)
-        if self.chief:
-            tf.io.gfile.rmtree(self.backup_dir)
+        if self.chief and not self.keep:
+            delete_backup(self.backup_dir)
 
 
 class _CustomLoop:
@@ -610,14 +733,15 @@ class _CustomLoop:
     iterator runs on across epochs and a new pass starts when it has used up the data.
     """
 
-    def __init__(self, model, dataset, *, epochs, steps_per_epoch, backup_dir, verbose, save_freq, callbacks):
+    def __init__(self, model, dataset, *, epochs, steps_per_epoch, backup_dir, verbose, save_freq, callbacks,
+                 backup_settings=None, keep_backup=False):
         self.model, self.dataset, self.epochs = model, dataset, epochs
         self.steps_per_epoch, self.save_freq = steps_per_epoch, save_freq
         self.strategy = model.distribute_strategy
         self.verbose = verbose if is_chief(self.strategy) else 0
         # Before the restore: the steps build the optimizer's variables.
         self.steps = _Steps(model, dataset, "train_dataset")
-        self.state = _TrainingState(model, backup_dir, self.verbose)
+        self.state = _TrainingState(model, backup_dir, self.verbose, backup_settings, keep_backup)
         self.iterator = None
         cardinality = int(dataset.cardinality())
         self.batches_per_pass = cardinality if cardinality >= 0 else None  # None: infinite or unknown
@@ -628,9 +752,9 @@ class _CustomLoop:
         self.batch_hooks = any(_overrides(c, "on_train_batch_end") or _overrides(c, "on_batch_end") for c in callbacks)
 
     def run(self, validation_data):
-        """Train the epochs left; return the history dict."""
+        """Train the epochs left; return the history dict (of the restored epochs too)."""
         self.model.stop_training = False
-        history, logs = {}, {}
+        history, logs = self.state.history, {}
         self.callbacks.on_train_begin()
         for epoch in range(int(self.state.epoch), self.epochs):
             accumulator, progbar, step = self._train_epoch(epoch)
@@ -724,6 +848,8 @@ def fit_custom_loop(
     verbose=1,
     save_freq="epoch",
     callbacks=None,
+    backup_settings=None,
+    keep_backup=False,
 ):
     """Train a compiled model with a training loop on tf.distribute itself.
 
@@ -748,8 +874,10 @@ def fit_custom_loop(
     Backup: with `backup_dir`, a `tf.train.CheckpointManager` saves the model, the optimizer and
     the position in training at the end of every epoch (and every `save_freq` steps when that is
     an int). A run started again with the same `backup_dir` restores the latest checkpoint and
-    goes on from there, skipping the batches already trained on; the backup is deleted when
-    training ends. Only the chief writes to `backup_dir`; the other workers save to temporary
+    goes on from there, skipping the batches already trained on, and returns the history of all
+    epochs (the finished ones' is kept with the backup, with `backup_settings`: a backup made with
+    other settings, or that cannot be read, is refused with a `ValueError`); the backup is
+    deleted when training ends (unless `keep_backup`). Only the chief writes to `backup_dir`; the other workers save to temporary
     folders they delete at once (as TensorFlow's multi-worker guide prescribes), and every worker
     restores from `backup_dir`, which must therefore be shared storage across machines.
 
@@ -773,9 +901,13 @@ def fit_custom_loop(
             the usual points (train, epoch and batch begin / end) on every worker; set
             `model.stop_training` to stop. Use `backup_dir`, not `BackupAndRestore`, here, and let
             only the chief write files. Defaults to `None`.
+        backup_settings: dict of JSON values or None, the run's settings, kept with the backup:
+            resuming a backup made with other settings is refused. Defaults to `None`.
+        keep_backup: bool, keep the backup once training ends (delete it later with
+            `delete_backup`). Defaults to `False`.
 
     Returns:
-        The history, a dict `{metric: [one value per epoch run]}` like `model.fit(...).history`
+        The history, a dict `{metric: [one value per epoch]}` like `model.fit(...).history`
         (`"loss"`, `"accuracy"`, ..., `"val_loss"`, ...).
 
     Example:
@@ -804,6 +936,8 @@ def fit_custom_loop(
         verbose=verbose,
         save_freq=save_freq,
         callbacks=callbacks,
+        backup_settings=backup_settings,
+        keep_backup=keep_backup,
     )
     return loop.run(validation_data)
 
@@ -891,12 +1025,39 @@ def fit(
     verbose=1,
     callbacks=None,
     save_freq="epoch",
+    backup_settings=None,
+    keep_backup=False,
 ):
     """Train under the model's strategy on the right path; return the history dict.
 
-    `model.fit` with `keras.callbacks.BackupAndRestore(backup_dir, save_freq=save_freq)` where
-    `fit` works, `fit_custom_loop` under `MultiWorkerMirroredStrategy` (where the callbacks run
-    too, on every worker, see `fit_custom_loop`).
+    `model.fit` with a backup callback (`keras.callbacks.BackupAndRestore` made safe, see
+    below) where `fit` works, `fit_custom_loop` under `MultiWorkerMirroredStrategy` (where the
+    callbacks run too, on every worker, see `fit_custom_loop`).
+
+    Backup: with `backup_dir`, the weights (and optimizer state) are saved at the end of every
+    epoch (every `save_freq` steps with an int), each time to a new file, written in full and
+    renamed into place before `training_metadata.json` (also written atomically) points to it:
+    a kill at any moment leaves the previous backup whole. The metadata also keeps the history
+    of the finished epochs and `backup_settings`. A run started again with the same
+    `backup_dir` goes on from the backup and returns the history of **all** epochs; a backup
+    that cannot be read, or was made with other `backup_settings`, is refused with a
+    `ValueError` (and kept).
+
+    Args:
+        model: a compiled `keras.Model`, built inside the strategy's scope.
+        train_dataset: a `tf.data.Dataset` (or what `model.fit` takes), batched with the global
+            batch size.
+        epochs: int, the number of epochs.
+        validation_data: as for `model.fit`. Defaults to `None`.
+        backup_dir: str or None, where to back up training state. Defaults to `None`.
+        steps_per_epoch: int or None, as for `model.fit`. Defaults to `None`.
+        verbose: 0, 1 or 2, as for `model.fit`. Defaults to `1`.
+        callbacks: list of `keras.callbacks.Callback` or None. Defaults to `None`.
+        save_freq: `"epoch"` or an int (steps). Defaults to `"epoch"`.
+        backup_settings: dict of JSON values or None, the run's settings, kept with the backup:
+            resuming a backup made with other settings is refused. Defaults to `None`.
+        keep_backup: bool, keep the backup once training ends (delete it later with
+            `delete_backup`, e.g. once the results are saved). Defaults to `False`.
 
     Example:
 
@@ -921,10 +1082,14 @@ def fit(
             verbose=verbose,
             save_freq=save_freq,
             callbacks=callbacks,
+            backup_settings=backup_settings,
+            keep_backup=keep_backup,
         )
     callbacks = list(callbacks or [])
+    backup = None
     if backup_dir is not None:
-        callbacks.append(keras.callbacks.BackupAndRestore(os.fspath(backup_dir), save_freq=save_freq))
+        backup = _Backup(backup_dir, save_freq=save_freq, settings=backup_settings, keep=keep_backup)
+        callbacks.append(backup)
     options = {}
     if isinstance(train_dataset, tf.data.Dataset):
         train_dataset = _with_default_sharding(train_dataset, "train_dataset")
@@ -938,7 +1103,196 @@ def fit(
         verbose=verbose,
         callbacks=callbacks,
     )
-    return history.history
+    if backup is None:
+        return history.history
+    return backup.history  # the restored epochs' history, then this run's
+
+
+# --------------------------------------------------------------------------------------------
+# Backups of `fit`: saved atomically, with the run's settings and history.
+
+BACKUP_METADATA = "training_metadata.json"  # the name keras.callbacks.BackupAndRestore uses
+_LEGACY_WEIGHTS = "latest.weights.h5"
+
+
+def _backup_files(backup_dir):
+    """The files of mmkeras' (and Keras') backup format in `backup_dir`."""
+    try:
+        entries = os.listdir(backup_dir)
+    except OSError:
+        return []
+    ours = []
+    for name in entries:
+        if (
+            name in (BACKUP_METADATA, _LEGACY_WEIGHTS, BACKUP_METADATA + ".bkp", _LEGACY_WEIGHTS + ".bkp")
+            or (name.startswith("backup-") and name.endswith(".weights.h5"))
+            or (name.startswith((".backup-", ".training_metadata.tmp-")) and ".tmp-" in name)
+        ):
+            ours.append(name)
+    return ours
+
+
+def delete_backup(backup_dir):
+    """Delete the backup `fit` keeps in `backup_dir`: its own files only, then the folder if empty.
+
+    Example:
+
+    >>> delete_backup("no_such_folder")  # nothing to do
+    """
+    backup_dir = os.fspath(backup_dir)
+    for name in _backup_files(backup_dir):
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(backup_dir, name))
+    if os.path.isdir(backup_dir):
+        _delete_checkpoints(backup_dir)
+        with contextlib.suppress(OSError):
+            os.rmdir(backup_dir)
+
+
+LOOP_METADATA = "mmkeras_backup.json"  # the custom loop's settings and history, beside its checkpoints
+
+
+def _read_loop_metadata(backup_dir):
+    path = os.path.join(backup_dir, LOOP_METADATA)
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as error:
+        raise _unreadable_backup(backup_dir, LOOP_METADATA, error) from None
+    return meta
+
+
+def _delete_checkpoints(backup_dir):
+    """Remove the custom loop's checkpoint files (and workers' temporary folders) from `backup_dir`."""
+    for name in os.listdir(backup_dir):
+        path = os.path.join(backup_dir, name)
+        if name == "checkpoint" or name.startswith(("ckpt-", ".tmp_")):
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.remove(path)
+        elif name == LOOP_METADATA or name.startswith(".mmkeras_backup.tmp-"):
+            with contextlib.suppress(OSError):
+                os.remove(path)
+
+
+def _unreadable_backup(backup_dir, what, error):
+    why = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return ValueError(
+        f"`backup_dir` holds a backup that cannot be read ({what}: {why}); it was kept as it is. "
+        "To start over, delete or move that folder (or give another `backup_dir`). "
+        f"Received: backup_dir={backup_dir!r}"
+    )
+
+
+def _jsonable(settings, name="backup_settings"):
+    if settings is None:
+        return {}
+    if not isinstance(settings, dict):
+        raise ValueError(f"`{name}` must be a dict of JSON values or None. Received: {name}={settings!r}")
+    try:
+        return json.loads(json.dumps(settings))
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a dict of JSON values or None. Received: {name}={settings!r}") from None
+
+
+def _check_backup_settings(backup_dir, recorded, settings):
+    """Refuse to resume a backup made with other settings (only keys both record are compared)."""
+    recorded = recorded if isinstance(recorded, dict) else {}
+    differ = [key for key in sorted(set(recorded) & set(settings)) if recorded[key] != settings[key]]
+    if differ:
+        changes = "; ".join(f"{key}={recorded[key]!r} there, {key}={settings[key]!r} now" for key in differ)
+        raise ValueError(
+            f"`backup_dir` holds the backup of a run with other settings ({changes}). Resume with the "
+            "backup's settings, or start over with another `backup_dir` (or delete this one). "
+            f"Received: backup_dir={backup_dir!r}"
+        )
+
+
+def _read_metadata(backup_dir):
+    """The backup's metadata dict, or None when there is no backup; `ValueError` when unreadable."""
+    path = os.path.join(backup_dir, BACKUP_METADATA)
+    if not os.path.exists(path):
+        if os.path.exists(os.path.join(backup_dir, _LEGACY_WEIGHTS)):
+            return {"epoch": 0}  # Keras wrote the weights, not yet the metadata
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+        int(meta["epoch"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise _unreadable_backup(backup_dir, BACKUP_METADATA, error) from None
+    return meta
+
+
+class _Backup(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` that never leaves a broken backup, and knows the run it backs up.
+
+    Each save writes the weights to a new file `backup-NNNNNN.weights.h5` (through a temporary
+    file renamed into place), then `training_metadata.json` (atomically too) naming it, with the
+    epoch, the history of the finished epochs and the run's settings; then it removes the older
+    weights. Restoring refuses other settings and unreadable files with a clear `ValueError`.
+    """
+
+    def __init__(self, backup_dir, save_freq="epoch", settings=None, keep=False):
+        super().__init__(os.fspath(backup_dir), save_freq=save_freq, delete_checkpoint=False)
+        self.settings = _jsonable(settings)
+        self.keep = keep
+        self.history = {}
+        self._saves = 0
+
+    def on_train_begin(self, logs=None):
+        meta = _read_metadata(self.backup_dir)
+        if meta is None:
+            return
+        _check_backup_settings(self.backup_dir, meta.get("settings"), self.settings)
+        weights = os.path.join(self.backup_dir, meta.get("weights", _LEGACY_WEIGHTS))
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        try:
+            self.model.load_weights(weights)
+        except (OSError, ValueError, KeyError) as error:
+            raise _unreadable_backup(self.backup_dir, os.path.basename(weights), error) from None
+        epoch = int(meta["epoch"])
+        self.model._initial_epoch = epoch  # what BackupAndRestore sets: fit starts at this epoch
+        self._current_epoch = epoch
+        self._saves = int(meta.get("save", 0))
+        self.history = {k: list(v)[:epoch] for k, v in (meta.get("history") or {}).items()}
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            with contextlib.suppress(TypeError, ValueError):
+                self.history.setdefault(key, []).append(float(value))
+        super().on_epoch_end(epoch, logs)
+
+    def _save_model(self):
+        from mmkeras.atomic import atomic_file
+
+        os.makedirs(self.backup_dir, exist_ok=True)
+        self._saves += 1
+        name = f"backup-{self._saves:06d}.weights.h5"
+        with atomic_file(os.path.join(self.backup_dir, name)) as tmp:
+            self.model.save_weights(tmp, overwrite=True)
+        meta = {
+            "epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name,
+            "save": self._saves, "settings": self.settings, "history": self.history,
+        }
+        with atomic_file(os.path.join(self.backup_dir, BACKUP_METADATA)) as tmp:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(meta, f)
+        for old in _backup_files(self.backup_dir):  # older weights, leftovers of killed saves
+            if old not in (name, BACKUP_METADATA):
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(self.backup_dir, old))
+
+    def on_train_end(self, logs=None):
+        if not self.keep:
+            delete_backup(self.backup_dir)
 
 
 def evaluate(model, dataset, *, verbose=0):

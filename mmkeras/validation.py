@@ -6,6 +6,7 @@ Every message names the argument, says what was expected and ends with
 
 import difflib
 import inspect
+import numbers
 
 
 def received(name, value):
@@ -116,4 +117,24 @@ def check_kwargs(name, kind, funcs, kwargs, extra=()):
         raise ValueError(
             f"Invalid arguments for `{name}` {kind!r}: {unknown} (it takes {sorted(allowed)}). "
             f"Received: {kwargs!r}"
+        )
+
+
+SEED_LIMIT = 2**32  # numpy's and TensorFlow's seeds: integers in [0, 2**32)
+
+
+def check_seed(name, value):
+    """Raise `ValueError` unless `value` is an integer in [0, 2**32), the seeds numpy takes.
+
+    Example:
+
+    >>> check_seed("seed", 7)
+    >>> check_seed("seed", -1)
+    Traceback (most recent call last):
+    ...
+    ValueError: `seed` must be an integer from 0 to 2**32 - 1 (4294967295). Received: seed=-1
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value < SEED_LIMIT:
+        raise ValueError(
+            f"`{name}` must be an integer from 0 to 2**32 - 1 ({SEED_LIMIT - 1}). Received: {name}={value!r}"
         )

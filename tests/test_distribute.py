@@ -276,7 +276,7 @@ def test_custom_loop_backup_resumes(tmp_path):
     keras.utils.set_random_seed(99)  # a fresh model, other initial weights: all must come from the backup
     second = mmkeras.get_model("s0", **tiny)
     history = distribute.fit_custom_loop(second, dataset, epochs=3, backup_dir=backup, verbose=0)
-    assert len(history["loss"]) == 2  # epochs 2 (its second half) and 3
+    assert len(history["loss"]) == 3  # epoch 1 (kept with the backup), 2 (its second half) and 3
     assert int(second.optimizer.iterations.numpy()) == int(reference.optimizer.iterations.numpy()) == 12
     _assert_same_weights(second.get_weights(), reference.get_weights(), atol=1e-5)
     assert not backup.exists()  # deleted once training ends, as BackupAndRestore does
@@ -343,6 +343,7 @@ def test_multi_worker_identical_weights(tmp_path):
     np.testing.assert_allclose(losses0, json.loads((tmp_path / "one.json").read_text()), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # two worker processes (about 13 s); the loss scaling is also checked in one process above
 def test_multi_worker_trains_a_task_with_its_own_loss(tmp_path):
     """2 MultiWorkerMirroredStrategy workers train a task with its own `compute_loss` and a weight
     regularizer, on a multi-task recipe, with a short last batch split unevenly between the workers:
@@ -435,3 +436,22 @@ def test_killed_worker_then_restarted_cluster_resumes(tmp_path):
     assert it0 == it1 == ref_iterations == 18
     _assert_same_weights(w0, w1, atol=0)
     _assert_same_weights(w0, ref_weights, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_multi_worker_names_a_worker_that_never_starts(tmp_path, capsys):
+    """Only worker 0 of a 2-worker cluster starts: after MMKERAS_WORKER_TIMEOUT seconds `mmkeras train`
+    stops with one line naming worker 1 (TensorFlow alone would wait forever), exit status 2."""
+    with distribute.reserve_ports(2) as ports:
+        cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+        env = {**_env({"cluster": cluster, "task": {"type": "worker", "index": 0}}), "MMKERAS_WORKER_TIMEOUT": "2"}
+        started = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-m", "mmkeras.cli", "train", "--tiny", "--strategy", "multi_worker",
+             "--limit", "50", "--output", str(tmp_path / "run")],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"worker 1 (127.0.0.1:{ports[1]}) did not start within 2 s" in proc.stderr
+    assert "Traceback" not in proc.stderr and time.monotonic() - started < 60
+    assert os.listdir(tmp_path) == []

@@ -25,7 +25,7 @@ import numpy as np
 
 from mmkeras.data.pipeline import Examples
 from mmkeras.defaults import TASKS
-from mmkeras.validation import check_fraction, check_one_of, check_positive_int
+from mmkeras.validation import check_fraction, check_one_of, check_positive_int, check_seed
 
 
 
@@ -217,11 +217,12 @@ def load_dataset(name="easy_vqa", *, validation_split=0.1, seed=0, limit=None, v
     """
     check_one_of("dataset", name, _DATASETS)
     check_fraction("validation_split", validation_split)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"`seed` must be an integer. Received: seed={seed!r}")
+    check_seed("seed", seed)
     check_positive_int("limit", limit, allow_none=True)
     loader, _ = _DATASETS[name]
     return loader(validation_split=validation_split, seed=int(seed), limit=limit, verbose=verbose)
+
+
 
 
 def split_by_group(groups, validation_split, seed):

@@ -49,7 +49,7 @@ import numpy as np
 
 from mmkeras.data.datasets import TASKS, DatasetSplits, split_by_group
 from mmkeras.data.pipeline import IMAGE_STORAGES, Examples
-from mmkeras.validation import check_fraction, check_one_of, received
+from mmkeras.validation import check_fraction, check_one_of, check_seed, received
 
 MAX_INTEGER_CLASSES = 20
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
@@ -393,8 +393,7 @@ def load_table(
     check_one_of("image_storage", image_storage, IMAGE_STORAGES)
     if task is not None:
         check_one_of("task", task, TASKS)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"`seed` must be an integer. Received: seed={seed!r}")
+    check_seed("seed", seed)
     if test_data is None and not test_split:
         raise ValueError("Give a `test_data` table or a `test_split` above 0. Received: test_data=None, test_split=0")
     columns = {"image_column": image_column, "text_column": text_column, "label_column": label_column}

@@ -21,7 +21,8 @@ import platform
 import keras
 import numpy as np
 
-from mmkeras.atomic import atomic_folder, check_target
+from mmkeras.atomic import atomic_folder
+from mmkeras.export import load_keras_file
 
 MODEL_FILE = "model.keras"
 METRICS_FILE = "metrics.json"
@@ -36,26 +37,96 @@ def default_output(model, dataset):
     return os.path.join(DEFAULT_OUTPUT_ROOT, f"{model}-{dataset}")
 
 
+# Everything a run folder may hold (`preprocessor.json`: folders of mmkeras 0.1).
+RUN_FILES = (MODEL_FILE, HISTORY_FILE, METRICS_FILE, SAVED_MODEL_DIR, "preprocessor.json")
+
+
+def _unexpected_entries(path):
+    """What in folder `path` a run does not write (None when `path` is not an mmkeras run).
+
+    A run's `metrics.json` is a dict naming the model, the dataset and the mmkeras version; from
+    mmkeras 0.2 on it also lists the folder's files (`"files"`), and only those may be there.
+    """
+    entries = sorted(os.listdir(path))
+    if not entries:
+        return []
+    info = run_info(path)
+    if not (isinstance(info, dict) and "model" in info and "dataset" in info
+            and "mmkeras" in (info.get("versions") or {})):
+        return None
+    allowed = set(RUN_FILES)
+    if isinstance(info.get("files"), list):
+        allowed &= {*info["files"], METRICS_FILE}
+    return [name for name in entries if name not in allowed]
+
+
 def is_run_folder(path):
-    """Whether `path` is a folder an mmkeras run wrote (which a new run may replace), or empty."""
+    """Whether `path` is an empty folder, or one an mmkeras run wrote and nothing else: a new run
+    may replace it. A folder with any other file (or a `metrics.json` of its own) is the user's.
+    """
     if not os.path.isdir(path) or os.path.islink(path):
         return False
-    entries = os.listdir(path)
-    return not entries or METRICS_FILE in entries
+    return _unexpected_entries(path) == []
+
+
+def check_writable(name, path, *, beside=False):
+    """Raise `ValueError` unless folder `path` (which may not exist yet) can be written.
+
+    Checks up front, before any data is loaded or training starts: the nearest existing folder
+    on the way to `path` (to its parent with `beside=True`: where a folder published by a rename
+    is written) must take a new file (tried, then removed), and nothing on the way may be a file.
+
+    Example:
+
+    >>> open("a_file", "w").close()
+    >>> check_writable("output", "a_file/run")
+    Traceback (most recent call last):
+    ...
+    ValueError: `output` must be a folder mmkeras can create and write: ...
+    """
+    path = os.path.abspath(os.fspath(path))
+    existing = os.path.dirname(path) if beside else path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(
+            f"`{name}` must be a folder mmkeras can create and write: {existing!r} is a file, not a "
+            f"folder. Received: {name}={path!r}"
+        )
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".mmkeras-write-check-", dir=existing)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as error:
+        raise ValueError(
+            f"`{name}` must be a folder mmkeras can create and write: cannot write in {existing!r} "
+            f"({error.strerror or error}). Received: {name}={path!r}"
+        ) from None
 
 
 def check_output(output):
-    """The absolute output path; raise unless it is new, empty or an earlier run's folder."""
+    """The absolute output path; raise unless it is new, empty or an earlier run's folder (holding
+    nothing else), and writable."""
     output = os.path.abspath(os.fspath(output))
     if os.path.isfile(output):
         raise ValueError(f"`output` must be a folder, not an existing file. Received: output={output!r}")
-    try:
-        check_target(output, True, is_run_folder, WHAT)
-    except ValueError:
-        raise ValueError(
-            "`output` must be a new folder or the folder of an earlier mmkeras run (which is "
-            f"replaced); this one holds other files. Received: output={output!r}"
-        ) from None
+    if os.path.isdir(output):
+        unexpected = _unexpected_entries(output)
+        if unexpected is None:
+            raise ValueError(
+                "`output` must be a new folder or the folder of an earlier mmkeras run (which is "
+                "replaced); this one holds other files and no mmkeras metrics.json. Nothing was "
+                f"changed; choose another folder. Received: output={output!r}"
+            )
+        if unexpected:
+            raise ValueError(
+                "`output` must be a new folder or the folder of an earlier mmkeras run (which is "
+                f"replaced); this run folder also holds files a run does not write: {unexpected}. "
+                f"Nothing was changed; move them out or choose another folder. Received: output={output!r}"
+            )
+    check_writable("output", output, beside=True)
     return output
 
 
@@ -121,7 +192,7 @@ def load_run(path):
             f"`model` must be a folder written by `mmkeras train` (holding {MODEL_FILE}) or a .keras file. "
             f"Received: model={path!r}" + ("" if os.path.exists(path) else " (it does not exist)")
         )
-    model = keras.saving.load_model(model_file, safe_mode=True)
+    model = load_keras_file(model_file, "model")
     if isinstance(model, Task):
         return model
     return ModelTask.from_v0_1_run(os.path.dirname(os.path.abspath(model_file)))

@@ -24,8 +24,10 @@ from mmkeras.precision import PRECISIONS, precision_scope, resolve_precision
 from mmkeras.preprocessing import Preprocessor, text_vectorizer
 from mmkeras.registry import get_entry, get_model, list_models
 from mmkeras.training.reporting import learning_rate_schedule
-from mmkeras.training.runs import check_output, default_output, machine, versions, write_run
-from mmkeras.validation import check_fraction, check_image_shape, check_kwargs, check_one_of, check_positive_int
+from mmkeras.training.runs import check_output, check_writable, default_output, machine, versions, write_run
+from mmkeras.validation import (
+    check_fraction, check_image_shape, check_kwargs, check_one_of, check_positive_int, check_seed,
+)
 
 
 @dataclasses.dataclass
@@ -89,7 +91,7 @@ TRAIN_SETS = {
 
 
 def _check_arguments(model, precision, epochs, batch_size, max_steps, limit, learning_rate, seed,
-                     validation_split, image_shape, model_overrides, strategy, verbose):
+                     validation_split, image_shape, model_overrides, strategy, verbose, backup_dir=None):
     """Every argument of `train` checked before anything is loaded, built or written."""
     check_one_of("model", model, list_models())
     check_one_of("verbose", verbose, (0, 1, 2, False, True))
@@ -97,11 +99,17 @@ def _check_arguments(model, precision, epochs, batch_size, max_steps, limit, lea
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("max_steps", max_steps), ("limit", limit)):
         check_positive_int(name, value, allow_none=True)
     if learning_rate is not None and (
-        isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not learning_rate > 0
+        isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float, np.integer, np.floating))
+        or not 0 < learning_rate < math.inf
     ):
-        raise ValueError(f"`learning_rate` must be a positive number. Received: learning_rate={learning_rate!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"`seed` must be an integer. Received: seed={seed!r}")
+        raise ValueError(f"`learning_rate` must be a positive number (finite, not NaN). Received: learning_rate={learning_rate!r}")
+    check_seed("seed", seed)
+    if backup_dir is not None:
+        if not isinstance(backup_dir, (str, os.PathLike)):
+            raise ValueError(f"`backup_dir` must be a folder path or None. Received: backup_dir={backup_dir!r}")
+        if os.path.isfile(backup_dir):
+            raise ValueError(f"`backup_dir` must be a folder, not an existing file. Received: backup_dir={os.fspath(backup_dir)!r}")
+        check_writable("backup_dir", backup_dir)
     check_fraction("validation_split", validation_split)
     if image_shape is not None:
         check_image_shape("image_shape", image_shape)
@@ -326,7 +334,7 @@ def train(
     """
     started = {"time": time.perf_counter(), "load": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None}
     _check_arguments(model, precision, epochs, batch_size, max_steps, limit, learning_rate, seed,
-                     validation_split, image_shape, model_overrides, strategy, verbose)
+                     validation_split, image_shape, model_overrides, strategy, verbose, backup_dir)
     if data is not None and dataset is not None:
         raise ValueError(f"Pass `dataset` (built in) or `data` (your own table), not both. Received: dataset={dataset!r}")
     if data_options is not None and not isinstance(data_options, dict):
@@ -367,12 +375,20 @@ def train(
         )
 
     fit_started = time.perf_counter()
+    backup_settings = {
+        "model": model, "dataset": data.splits.name, "epochs": epochs, "batch_size": batch_size,
+        "steps_per_epoch": steps_per_epoch, "learning_rate": learning_rate, "seed": int(seed),
+        "precision": str(policy), "limit": limit, "validation_split": validation_split,
+        "image_shape": list(data.preprocessor.image_shape),
+    }
     history = distribute.fit(
         net, train_data, epochs=epochs, validation_data=val_data, backup_dir=backup_dir,
-        steps_per_epoch=steps_per_epoch, verbose=int(verbose),
+        steps_per_epoch=steps_per_epoch, verbose=int(verbose), callbacks=[keras.callbacks.TerminateOnNaN()],
+        backup_settings=backup_settings, keep_backup=True,
     )
     train_seconds = time.perf_counter() - fit_started
     history = {k: [float(v) for v in values] for k, values in dict(history).items()}
+    _check_finite(net, history, learning_rate, backup_dir)
     test = {k: float(v) for k, v in distribute.evaluate(net, test_data).items()}
     extra = {}
     if data.splits.extra_metrics is not None and not distribute.needs_custom_loop(tf_strategy):
@@ -388,9 +404,29 @@ def train(
         write_run(output, net, history, metrics, export=export, started=started["time"], verbose=verbose)
     else:
         metrics["total_wall_time_s"] = round(time.perf_counter() - started["time"], 2)
+    if backup_dir is not None and distribute.is_chief(tf_strategy):
+        distribute.delete_backup(backup_dir)  # kept until the run folder is safe: a kill before resumes
     if verbose:
         _print_summary(metrics, extra, len(data.test), train_seconds, output)
     return TrainResult(model=net, history=history, metrics=metrics, output=output or None)
+
+
+def _check_finite(net, history, learning_rate, backup_dir):
+    """Raise before anything is written when training diverged (a NaN or inf loss or weight)."""
+    losses = history.get("loss") or []
+    bad_epoch = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+    if bad_epoch is None and all(np.isfinite(np.asarray(w, dtype="float64")).all() for w in net.get_weights()):
+        return
+    where = f"the training loss became {losses[bad_epoch]} in epoch {bad_epoch + 1}" if bad_epoch is not None \
+        else "the weights became NaN or infinite"
+    backup = ""
+    if backup_dir is not None:
+        distribute.delete_backup(backup_dir)  # it holds the diverged weights: resuming them is useless
+        backup = f"; its backup in {os.fspath(backup_dir)!r} was removed (diverged weights)"
+    raise ValueError(
+        f"Training diverged: {where}; nothing was saved{backup}. Try a smaller `learning_rate` "
+        f"(CLI: --learning-rate). Received: learning_rate={learning_rate!r}"
+    )
 
 
 def headline(metrics):
