@@ -63,7 +63,7 @@ from mmkeras.atomic import atomic_file, atomic_folder, check_target
 from mmkeras.preprocessing import Preprocessor
 from mmkeras.tasks import Task
 from mmkeras.tasks.serving import SERVING_SIGNATURE, TENSORS_SIGNATURE
-from mmkeras.validation import check_one_of, received
+from mmkeras.validation import check_one_of, check_positive_int, received
 
 PREPROCESSOR_FILE = "preprocessor.json"  # written by mmkeras 0.1 only; still read
 METADATA_FILE = "mmkeras_export.json"
@@ -87,7 +87,9 @@ __all__ = [
 # Export.
 
 
-def export_model(model, path=None, *, preprocessor=None, format="saved_model", overwrite=False, class_names=None):
+def export_model(
+    model, path=None, *, preprocessor=None, format="saved_model", overwrite=False, class_names=None, max_image_pixels=None
+):
     """Export a task as a TF SavedModel that takes raw image bytes and strings, or as `.keras`.
 
     Args:
@@ -110,6 +112,11 @@ def export_model(model, path=None, *, preprocessor=None, format="saved_model", o
             for a model with one classification output, 2 names, negative first, for a binary
             one; `{output_name: [names]}` for a multi-task model). Defaults to `None`: the
             preprocessor's; without names the class index is served as a string.
+        max_image_pixels: int, the most pixels (height x width, as the image's header declares
+            them) an encoded image sent to `serving_default` may have; a larger one is refused,
+            with its index and size, before it is decoded. Defaults to `None`:
+            `mmkeras.preprocessing.MAX_IMAGE_PIXELS` (50 megapixels). Recorded in
+            `mmkeras_export.json`.
 
     Returns:
         The path written, as a str.
@@ -141,6 +148,7 @@ def export_model(model, path=None, *, preprocessor=None, format="saved_model", o
         )
     if not isinstance(overwrite, bool):
         raise ValueError(f"`overwrite` must be True or False. {received('overwrite', overwrite)}")
+    max_image_pixels = check_positive_int("max_image_pixels", max_image_pixels, allow_none=True)
     if path is None:
         path = os.path.join(DEFAULT_EXPORT_DIR, model.name + ("_keras" if format == "keras" else ""))
     try:
@@ -163,7 +171,7 @@ def export_model(model, path=None, *, preprocessor=None, format="saved_model", o
         else:
             _check_servable(model)
             with atomic_folder(path, overwrite=overwrite, replaceable=_is_replaceable, what=WHAT) as tmp:
-                _write_saved_model(model, tmp)
+                _write_saved_model(model, tmp, max_image_pixels)
     return path
 
 
@@ -214,16 +222,30 @@ def _check_servable(model):
             )
 
 
-def _write_saved_model(model, folder):
+@contextlib.contextmanager
+def _pixel_limit(max_pixels):
+    """`preprocessing.MAX_IMAGE_PIXELS` set to `max_pixels` while the serving graphs are traced."""
+    from mmkeras import preprocessing
+
+    own = preprocessing.MAX_IMAGE_PIXELS
+    preprocessing.MAX_IMAGE_PIXELS = own if max_pixels is None else max_pixels
+    try:
+        yield preprocessing.MAX_IMAGE_PIXELS
+    finally:
+        preprocessing.MAX_IMAGE_PIXELS = own
+
+
+def _write_saved_model(model, folder, max_image_pixels=None):
     archive = keras.export.ExportArchive()
     archive.track(model)
     for resource in model.serving_resources():
         archive.track(resource)
-    for name, (function, input_signature) in model.serving_endpoints().items():
-        archive.add_endpoint(name, function, input_signature=input_signature)
-    with _quiet_tf_logger():  # no "Assets written to: <temporary folder>" lines
-        archive.write_out(folder, verbose=False)
-    _write_json(os.path.join(folder, METADATA_FILE), _metadata(model))
+    with _pixel_limit(max_image_pixels) as limit:  # the graphs are traced here: the limit is built in
+        for name, (function, input_signature) in model.serving_endpoints().items():
+            archive.add_endpoint(name, function, input_signature=input_signature)
+        with _quiet_tf_logger():  # no "Assets written to: <temporary folder>" lines
+            archive.write_out(folder, verbose=False)
+    _write_json(os.path.join(folder, METADATA_FILE), {**_metadata(model), "max_image_pixels": limit})
 
 
 def _write_keras(model, path, overwrite):
@@ -333,6 +355,39 @@ def _keras_preprocessor(model, model_file):
     return Preprocessor.load(pre_file) if os.path.isfile(pre_file) else None
 
 
+def load_keras_file(path, name="path"):
+    """`keras.saving.load_model(path, safe_mode=True)`, with a clear error for a file that is not a
+    `.keras` archive (empty, truncated by a crash, or another format).
+
+    Keras reports such a file as "File not found"; this says what it is instead.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "empty.keras")
+    >>> open(path, "wb").close()
+    >>> load_keras_file(path)
+    Traceback (most recent call last):
+    ...
+    ValueError: `path` must be a valid .keras file (a zip archive written by `model.save`). Received: path='...empty.keras', which is not a zip archive (0 bytes: empty, truncated or of another format)
+    """
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"`{name}` must be a valid .keras file (a zip archive written by `model.save`). Received: "
+            f"{name}={os.fspath(path)!r}, which is not a zip archive ({os.path.getsize(path)} bytes: empty, "
+            "truncated or of another format)"
+        )
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except (OSError, zipfile.BadZipFile, KeyError, EOFError) as error:
+        raise ValueError(
+            f"`{name}` must be a valid .keras file (a zip archive written by `model.save`). Received: "
+            f"{name}={os.fspath(path)!r} ({os.path.getsize(path)} bytes), which cannot be read: {error}"
+        ) from None
+
+
 def _fspath(path):
     try:
         return os.fspath(path)
@@ -361,7 +416,7 @@ def load_preprocessor(path):
     kind, location = _locate(_fspath(path))
     if kind == "saved_model":
         return _saved_model_preprocessor(location)
-    return _keras_preprocessor(keras.saving.load_model(location, safe_mode=True), location)
+    return _keras_preprocessor(load_keras_file(location), location)
 
 
 def load(path, *, return_preprocessor=False):
@@ -402,5 +457,5 @@ def load(path, *, return_preprocessor=False):
     if kind == "saved_model":
         loaded = tf.saved_model.load(location)
         return (loaded, _saved_model_preprocessor(location)) if return_preprocessor else loaded
-    loaded = keras.saving.load_model(location, safe_mode=True)
+    loaded = load_keras_file(location)
     return (loaded, _keras_preprocessor(loaded, location)) if return_preprocessor else loaded

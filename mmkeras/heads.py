@@ -172,7 +172,7 @@ class BinaryHead(Head):
         `probability`, and `top`: both classes with their probabilities, most likely first."""
         names = self._names(class_names)
         answers = []
-        for p in self.probabilities(values).reshape(len(values), -1)[:, 0]:
+        for p in self.probabilities(values).reshape(len(values), self.units)[:, 0]:
             top = sorted([(names[1], float(p)), (names[0], float(1 - p))], key=lambda t: -t[1])
             answers.append({"answer": top[0][0], "probability": top[0][1], "top": top[:top_k]})
         return answers
@@ -361,7 +361,7 @@ class RegressionHead(Head):
     def postprocess(self, values, class_names=None, top_k=3):
         """One dict per example: `answer`, the predicted value (a float, or a list of
         `units` floats)."""
-        values = np.asarray(values, dtype="float64").reshape(len(values), -1)
+        values = np.asarray(values, dtype="float64").reshape(len(values), self.units)
         return [{"answer": float(row[0]) if self.units == 1 else [float(v) for v in row]} for row in values]
 
     def metrics(self):

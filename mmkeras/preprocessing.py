@@ -10,7 +10,6 @@ String and image-decoding ops are TensorFlow ops: these run on the TensorFlow ba
 """
 
 import json
-import os
 
 import keras
 import numpy as np
@@ -20,6 +19,14 @@ from mmkeras.atomic import atomic_file
 from mmkeras.validation import check_image_shape, check_positive_int, received
 
 STANDARDIZE = "lower_and_strip_punctuation"
+
+# The most pixels (height x width, as the image's header declares them) an encoded image may have.
+# Every decode path checks it before decoding: a small file that declares a huge image would
+# otherwise cost gigabytes of memory. Set it to change the limit for this process (an export
+# records the limit in force when it was written; see `export_model(max_image_pixels=...)`).
+MAX_IMAGE_PIXELS = 50_000_000
+
+IMAGE_FORMATS = "JPEG, PNG, GIF, BMP or WebP"
 
 
 def text_vectorizer(texts=None, vocab_size=10000, sequence_length=100, standardize=STANDARDIZE, name="text_vectorizer"):
@@ -69,23 +76,193 @@ def as_string_array(texts, name="texts"):
     array = np.asarray(texts, dtype=object)
     if array.ndim == 2 and array.shape[-1] == 1:
         array = array[:, 0]
-    if array.ndim != 1 or not all(isinstance(t, (str, bytes)) for t in array):
+    if array.ndim != 1:
+        raise ValueError(f"`{name}` must be a 1-D sequence of strings. Received: {name} of shape {array.shape}")
+    bad = next((i for i, t in enumerate(array) if not isinstance(t, (str, bytes))), None)
+    if bad is not None:
         raise ValueError(
-            f"`{name}` must be a 1-D sequence of strings. Received: {name} of shape {array.shape}"
-            + (f" with an item of type {type(array.flat[0]).__name__}" if array.size else "")
+            f"`{name}` must be a 1-D sequence of strings. {received(f'{name}[{bad}]', array[bad])} "
+            f"of type {type(array[bad]).__name__}"
         )
     return array
 
 
-def decode_image(image_bytes, image_shape):
+_HEADER = 32  # bytes read from the start of an image: every header field used lies in them
+
+
+def _padded(data):
+    """`data` with `_HEADER` zero bytes appended, so reading the header never runs past the end."""
+    return tf.strings.join([data, tf.constant(b"\x00" * _HEADER)])
+
+
+def _bytes_at(padded, start, length):
+    """`length` bytes of `padded` (see `_padded`) from `start`, as int32."""
+    return tf.reshape(tf.cast(tf.io.decode_raw(tf.strings.substr(padded, start, length), tf.uint8), tf.int32), [length])
+
+
+def _uint(raw, little_endian=True):
+    """An unsigned int from its bytes (int64)."""
+    raw = tf.cast(raw, tf.int64)
+    order = range(raw.shape[0]) if little_endian else reversed(range(raw.shape[0]))
+    return sum(raw[i] * (256**k) for k, i in enumerate(order))
+
+
+def image_header(image_bytes):
+    """`(format, height, width)` that encoded image bytes declare in their header (TF op).
+
+    Nothing is decoded: the size is read from the first bytes (JPEG: `tf.io.extract_jpeg_shape`),
+    so it costs microseconds whatever the image's size. `format` is one of `"jpeg"`, `"png"`,
+    `"gif"`, `"bmp"`, `"webp"` or `""` (not an image TensorFlow decodes); the size is `(-1, -1)`
+    when the format is unknown.
+
+    Example:
+
+    >>> png = tf.io.encode_png(tf.zeros((10, 12, 3), tf.uint8))
+    >>> form, height, width = image_header(png)
+    >>> form.numpy(), int(height), int(width)
+    (b'png', 10, 12)
+    """
+    data = tf.convert_to_tensor(image_bytes, tf.string)
+    head = _bytes_at(_padded(data), 0, 30)
+    form = image_format(data)
+    is_jpeg, is_png, is_gif, is_bmp, is_webp = (tf.equal(form, f) for f in ("jpeg", "png", "gif", "bmp", "webp"))
+    chunk = tf.strings.substr(_padded(data), 12, 4)
+    # WebP: VP8X gives the canvas size (24 bits each, minus one), VP8L 14 bits each (minus one),
+    # VP8 (lossy) 14 bits each after the frame tag.
+    vp8x = (_uint(head[24:27]) + 1, _uint(head[27:30]) + 1)
+    vp8l_bits = _uint(head[21:25])
+    vp8l = (tf.bitwise.bitwise_and(tf.bitwise.right_shift(vp8l_bits, 14), 0x3FFF) + 1,
+            tf.bitwise.bitwise_and(vp8l_bits, 0x3FFF) + 1)
+    vp8 = (tf.bitwise.bitwise_and(_uint(head[28:30]), 0x3FFF), tf.bitwise.bitwise_and(_uint(head[26:28]), 0x3FFF))
+    webp = tf.where(tf.equal(chunk, b"VP8X"), tf.stack(vp8x),
+                    tf.where(tf.equal(chunk, b"VP8L"), tf.stack(vp8l), tf.stack(vp8)))
+    height_bmp = _uint(head[22:26])
+    height_bmp = tf.abs(tf.where(height_bmp >= 2**31, height_bmp - 2**32, height_bmp))  # negative: top-down
+    sizes = [
+        (is_png, tf.stack([_uint(head[20:24], False), _uint(head[16:20], False)])),
+        (is_gif, tf.stack([_uint(head[8:10]), _uint(head[6:8])])),
+        (is_bmp, tf.stack([height_bmp, _uint(head[18:22])])),
+        (is_webp, webp),
+    ]
+    size = tf.constant([-1, -1], tf.int64)
+    for condition, value in reversed(sizes):
+        size = tf.where(condition, value, size)
+    size = tf.cond(
+        is_jpeg,
+        lambda: tf.cast(tf.io.extract_jpeg_shape(data)[:2], tf.int64),
+        lambda: size,
+    )
+    return form, size[0], size[1]
+
+
+def image_format(image_bytes):
+    """`"jpeg"`, `"png"`, `"gif"`, `"bmp"`, `"webp"` or `""`, from the first bytes (TF op)."""
+    data = _padded(tf.convert_to_tensor(image_bytes, tf.string))
+    conditions = [
+        ("jpeg", tf.io.is_jpeg(data)),
+        ("png", tf.equal(tf.strings.substr(data, 0, 8), b"\x89PNG\r\n\x1a\n")),
+        ("gif", tf.equal(tf.strings.substr(data, 0, 3), b"GIF")),
+        ("bmp", tf.equal(tf.strings.substr(data, 0, 2), b"BM")),
+        ("webp", tf.logical_and(tf.equal(tf.strings.substr(data, 0, 4), b"RIFF"),
+                                tf.equal(tf.strings.substr(data, 8, 4), b"WEBP"))),
+    ]
+    form = tf.constant("")
+    for name, condition in reversed(conditions):
+        form = tf.where(condition, tf.constant(name), form)
+    return form
+
+
+def _looks_complete(data, form):
+    """False for a PNG without its end chunk or a JPEG without an end marker: a truncated file."""
+    def has(marker):
+        return tf.size(tf.strings.split(tf.strings.substr(_padded(data), 2, -1), marker)) > 1
+
+    return tf.case(
+        [(tf.equal(form, "png"), lambda: has("IEND")), (tf.equal(form, "jpeg"), lambda: has(b"\xff\xd9"))],
+        default=lambda: tf.constant(True),
+    )
+
+
+def check_encoded_image(image_bytes, where="image", max_pixels=None):
+    """`image_bytes` once they are a complete image within the pixel limit (TF op), else an error.
+
+    Checked before anything is decoded, from the bytes alone: the format (JPEG, PNG, GIF, BMP or
+    WebP), that a PNG or JPEG is not truncated, and that the size the header declares holds at
+    most `max_pixels` pixels. A failed check raises `InvalidArgumentError` (eagerly) or fails
+    the graph with a message that names `where` (e.g. `image[3]`), says what is wrong and gives
+    the item's size in bytes (and its declared size).
+
+    Args:
+        image_bytes: a scalar `tf.string` tensor of encoded image bytes.
+        where: str or scalar string tensor, how to name the item in the message. Defaults to
+            `"image"`.
+        max_pixels: int, the most pixels allowed. Defaults to `None`: `MAX_IMAGE_PIXELS` when
+            the op is built.
+
+    Example:
+
+    >>> png = tf.io.encode_png(tf.zeros((10, 12, 3), tf.uint8))
+    >>> int(tf.strings.length(check_encoded_image(png, "image[0]")))  > 0
+    True
+    >>> check_encoded_image(png, "image[0]", max_pixels=100)
+    Traceback (most recent call last):
+    ...
+    tensorflow.python.framework.errors_impl.InvalidArgumentError: ...image[0] (... bytes) declares 10x12 pixels (120); an image may have 1 to 100 pixels (mmkeras.preprocessing.MAX_IMAGE_PIXELS)...
+    """
+    max_pixels = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    check_positive_int("max_pixels", max_pixels)
+    data = tf.convert_to_tensor(image_bytes, tf.string)
+    form = image_format(data)
+    size = tf.strings.as_string(tf.strings.length(data))
+    item = tf.strings.join([where, " (", size, " bytes)"])
+    known = tf.not_equal(form, "")
+    known_check = tf.debugging.Assert(
+        known,
+        [tf.strings.join([item, f" is not an encoded image: it must be {IMAGE_FORMATS} bytes (TIFF and other formats are not decoded)"])],
+    )
+    with tf.control_dependencies([known_check]):
+        complete = tf.debugging.Assert(
+            _looks_complete(data, form),
+            [tf.strings.join([item, " is a truncated or corrupt ", tf.strings.upper(form), " image"])],
+        )
+    with tf.control_dependencies([complete]):  # a truncated JPEG header would fail to parse
+        _, height, width = image_header(data)
+        pixels = height * width
+        small = tf.debugging.Assert(
+            tf.logical_and(tf.logical_and(height > 0, width > 0), pixels <= max_pixels),
+            [tf.strings.join([
+                item, " declares ", tf.strings.as_string(height), "x", tf.strings.as_string(width), " pixels (",
+                tf.strings.as_string(pixels), f"); an image may have 1 to {max_pixels} pixels "
+                "(mmkeras.preprocessing.MAX_IMAGE_PIXELS)",
+            ])],
+        )
+    with tf.control_dependencies([small]):
+        return tf.identity(data)
+
+
+def error_reason(error):
+    """The message of a failed `check_encoded_image` (or any TF error), without TF's wrapping."""
+    text = str(getattr(error, "message", error)).strip()
+    for start in ("Summarized data: b'", "Summarized data: b\"", "assertion failed: ["):
+        if start in text:
+            text = text.split(start, 1)[1]
+            text = text.split("\n")[0].rstrip("]'\" ")
+            return text
+    return text.splitlines()[-1] if text else text
+
+
+def decode_image(image_bytes, image_shape, where="image", max_pixels=None):
     """Decode one encoded PNG/JPEG/GIF/BMP image to `image_shape` float32 in [0, 1] (TF op).
 
-    This is what exported models run on a request's bytes.
+    This is what exported models run on a request's bytes. The bytes are checked first
+    (`check_encoded_image`: the format, truncation, and at most `MAX_IMAGE_PIXELS` pixels).
 
     Args:
         image_bytes: a scalar `tf.string` tensor of encoded image bytes.
         image_shape: `(height, width, channels)`; the image is resized (bilinear) and its
             channels converted (grey <-> RGB) to match.
+        where: str or string tensor, the item's name in error messages. Defaults to `"image"`.
+        max_pixels: int or None, the pixel limit. Defaults to `MAX_IMAGE_PIXELS`.
 
     Example:
 
@@ -94,18 +271,20 @@ def decode_image(image_bytes, image_shape):
     TensorShape([8, 8, 3])
     """
     height, width, channels = check_image_shape("image_shape", image_shape)
+    image_bytes = check_encoded_image(image_bytes, where, max_pixels)
     image = tf.io.decode_image(image_bytes, channels=channels, expand_animations=False)
     image = tf.image.resize(tf.cast(image, tf.float32) / 255.0, (height, width))
     image.set_shape((height, width, channels))
     return image
 
 
-def decode_image_uint8(image_bytes, image_shape):
+def decode_image_uint8(image_bytes, image_shape, where="image", max_pixels=None):
     """Decode one encoded image to `image_shape` as uint8 (TF op): how decoded tables keep images.
 
     An image that already has the model's height and width is decoded as it is, so its batches
     (divided by 255) equal `decode_image`'s exactly. Another is resized by `decode_image` and
     rounded to 8 bits: 4x less memory than floats, at most 0.5/255 from what `decode_image` gives.
+    The bytes are checked as `decode_image` checks them (`where`, `max_pixels`: the same).
 
     Example:
 
@@ -115,6 +294,7 @@ def decode_image_uint8(image_bytes, image_shape):
     ('uint8', 200)
     """
     height, width, channels = check_image_shape("image_shape", image_shape)
+    image_bytes = check_encoded_image(image_bytes, where, max_pixels)
     image = tf.io.decode_image(image_bytes, channels=channels, expand_animations=False)
     shape = tf.shape(image)
     image = tf.cond(
@@ -188,17 +368,23 @@ def fit_images(images, image_shape, name="images", chunk_size=256, out=None):
             raise ValueError(
                 f"`{name}` must be uint8 in [0, 255] or floats in [0, 1]. Received: {name} of dtype {images.dtype}"
             )
-        if images.size and (not np.all(np.isfinite(images)) or images.min() < 0 or images.max() > 1):
+        if images.size and not np.all(np.isfinite(images)):
+            bad = int(np.flatnonzero(~np.isfinite(images).reshape(len(images), -1).all(axis=1))[0])
+            raise ValueError(
+                f"`{name}` must hold finite values in [0, 1]. Received: {name}[{bad}] containing NaN or inf"
+            )
+        if images.size and (images.min() < 0 or images.max() > 1):
             raise ValueError(
                 f"`{name}` given as floats must lie in [0, 1] (pass uint8 for values in [0, 255]). "
-                f"Received: {name} with values from {np.nanmin(images)} to {np.nanmax(images)}"
+                f"Received: {name} with values from {images.min()} to {images.max()}"
             )
         images = images.astype("float32", copy=False)
     if images.shape[1:] == (height, width, channels) and out is None:
         return images
     if channels not in (1, 3) and images.shape[-1] != channels:
         raise ValueError(
-            f"`{name}` must have 1 or 3 channels to convert to {channels}. Received: {name} of shape {images.shape}"
+            f"`image_shape` must have 1 (grey) or 3 (RGB) channels to convert `{name}` of shape "
+            f"{images.shape} to it. Received: image_shape={(height, width, channels)}"
         )
     if out is None:
         out = np.empty((len(images), height, width, channels), images.dtype)
@@ -334,13 +520,26 @@ class Preprocessor:
             )
         return tf.cast(self.vectorizer(texts), tf.int32)
 
-    def decode_images(self, image_bytes):
-        """Encoded image bytes `(batch,)` -> float32 images `(batch, *image_shape)` (TF op)."""
+    def decode_images(self, image_bytes, name="image", max_pixels=None):
+        """Encoded image bytes `(batch,)` -> float32 images `(batch, *image_shape)` (TF op).
+
+        Each item is checked before it is decoded (`check_encoded_image`), and a bad one is named
+        with its index: `image[3] (1200 bytes) is a truncated or corrupt PNG image`.
+
+        Args:
+            image_bytes: a `tf.string` tensor `(batch,)`.
+            name: str, the input's name in error messages. Defaults to `"image"`.
+            max_pixels: int or None, the pixel limit. Defaults to `MAX_IMAGE_PIXELS`.
+        """
         if self.image_shape is None:
             raise ValueError("This model's preprocessor has no image shape (a text-only model).")
-        return tf.map_fn(
-            lambda b: decode_image(b, self.image_shape),
-            image_bytes,
+        image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
+        positions = tf.range(tf.shape(image_bytes, out_type=tf.int64)[0])
+        return tf.map_fn(  # one by one, each checked with its index (`image[3]`) for the errors
+            lambda item: decode_image(
+                item[0], self.image_shape, tf.strings.join([f"{name}[", tf.strings.as_string(item[1]), "]"]), max_pixels
+            ),
+            (image_bytes, positions),
             fn_output_signature=tf.TensorSpec(self.image_shape, tf.float32),
         )
 
@@ -357,13 +556,18 @@ class Preprocessor:
         if self.image_shape is None:
             raise ValueError("This model's preprocessor has no image shape (a text-only model).")
         form = image_form(images, name)
+        if len(images) == 0:  # empty in, empty out
+            return np.zeros((0, *self.image_shape), "float32")
         if form == "arrays":  # checked and resized in floats, as an exported model resizes
             if isinstance(images, np.ndarray) and images.dtype == np.uint8:
                 images = images.astype("float32") / np.float32(255.0)
             elif not isinstance(images, np.ndarray):
                 images = [im.astype("float32") / np.float32(255.0) if im.dtype == np.uint8 else im
                           for im in (np.asarray(i) for i in images)]
-            table = Examples(images, None, image_shape=self.image_shape, verbose=False).images
+            if isinstance(images, np.ndarray):
+                table = fit_images(images, self.image_shape, name)
+            else:  # a list of arrays, maybe of several sizes
+                table = Examples(images, None, image_shape=self.image_shape, verbose=False).images
         else:
             table = decode_all(list(images), self.image_shape, name, form == "paths", verbose=False, as_float=True)
         return images_to_float(table).numpy()

@@ -55,3 +55,17 @@ def test_the_installed_console_script_runs():
     done = subprocess.run([script, "train", "--epochs", "0"], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("mmkeras train: error: `epochs` must be a positive integer")
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [("32,32,4", "CHANNELS must be 1 (grey) or 3 (RGB), got '32,32,4'"), ("0,32,3", "expected HEIGHT,WIDTH,CHANNELS"),
+     ("32x32", "expected HEIGHT,WIDTH,CHANNELS")],
+)
+def test_image_shape_option_names_itself(shape, message, capsys):
+    """`--image-shape` is checked when parsed, and the error names the option (not `images`)."""
+    with pytest.raises(SystemExit) as info:
+        cli.main(["train", "--image-shape", shape])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --image-shape: " + message in err and "Traceback" not in err

@@ -491,7 +491,13 @@ def test_every_registered_model_is_exported_in_the_default_run():
     assert set(DEFAULT_MODELS) | set(OTHER_MODELS) == set(mmkeras.list_models())
 
 
-@pytest.mark.parametrize("name", OTHER_MODELS)
+# A keras.applications backbone (about 13 s to export): slow set.
+HEAVY_MODELS = {"mobilenet_conv_text"}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY_MODELS else n for n in OTHER_MODELS]
+)
 def test_every_other_registered_model_serves_like_live_model(name, tmp_path):
     check_in_process(export_case(name, str(tmp_path), batch_sizes=(2,)))
 
@@ -511,8 +517,9 @@ def test_bad_requests_get_clear_errors(cases):
     serve, tensors = loaded.signatures[SERVING_SIGNATURE], loaded.signatures[TENSORS_SIGNATURE]
     png = case.requests[1]["image"][0]
     bad_request(serve, r"`image` must hold the encoded bytes .* empty strings .*\[1\]", image=[png, b""], text=["a", "b"])
-    bad_request(serve, "Unknown image file format", image=[b"these are not image bytes"], text=["a"])
-    bad_request(serve, "Invalid PNG|PNG", image=[png[: len(png) // 2]], text=["a"])  # truncated
+    bad_request(serve, r"image\[1\] \(25 bytes\) is not an encoded image: it must be JPEG, PNG",
+                image=[png, b"these are not image bytes"], text=["a", "b"])
+    bad_request(serve, r"image\[0\] \(\d+ bytes\) is a truncated or corrupt PNG image", image=[png[: len(png) // 2]], text=["a"])
     bad_request(serve, r"`image` must be a batch of encoded images .* shape \(batch,\); received .*\[1 1\]", image=[[png]], text=[["a"]])
     bad_request(serve, r"`image` must be a batch .* received a tensor of shape\] \[\]", image=png, text="a")
     bad_request(serve, r"`text` must be a batch of texts", image=[png], text=[["a"]])
@@ -788,8 +795,11 @@ def test_crash_mid_export_never_leaves_a_half_written_model(s3_model, tmp_path):
     done = subprocess.run([sys.executable, str(script), path], env=SUBPROCESS_ENV, capture_output=True, text=True)
     assert done.returncode == 3, done.stderr[-2000:]
     assert tree_state(path) == before, "the crash changed the published export"
-    leftovers = [f for f in os.listdir(tmp_path) if f not in ("s3", "crash.py")]
-    assert len(leftovers) == 1 and leftovers[0].startswith(".s3.tmp-"), leftovers  # hidden, beside it
+    # Hidden, beside it: the temporary folder, with the owner file that lets a later export clean it up.
+    leftovers = sorted(f for f in os.listdir(tmp_path) if f not in ("s3", "crash.py") and not f.endswith(".owner"))
+    assert len(leftovers) == 1 and leftovers[0].startswith(".s3.tmp-"), leftovers
+    owners = [f for f in os.listdir(tmp_path) if f.endswith(".owner")]
+    assert owners in ([], [leftovers[0] + ".owner"]), owners
     assert os.path.exists(os.path.join(tmp_path, leftovers[0], "saved_model.pb"))
 
 

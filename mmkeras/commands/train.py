@@ -8,8 +8,10 @@ def _shape(text):
         values = tuple(int(v) for v in text.replace("x", ",").split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected HEIGHT,WIDTH,CHANNELS such as 64,64,3, got {text!r}") from None
-    if len(values) != 3:
+    if len(values) != 3 or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected HEIGHT,WIDTH,CHANNELS such as 64,64,3, got {text!r}")
+    if values[2] not in (1, 3):
+        raise argparse.ArgumentTypeError(f"CHANNELS must be 1 (grey) or 3 (RGB), got {text!r}")
     return values
 
 

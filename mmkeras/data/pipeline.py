@@ -42,7 +42,14 @@ import numpy as np
 import tensorflow as tf
 
 from mmkeras.defaults import IMAGE_STORAGES
-from mmkeras.preprocessing import as_string_array, decode_image, decode_image_uint8, fit_images, images_to_float
+from mmkeras.preprocessing import (
+    as_string_array,
+    decode_image,
+    decode_image_uint8,
+    error_reason,
+    fit_images,
+    images_to_float,
+)
 from mmkeras.validation import check_image_shape, check_one_of, check_positive_int, received
 
 IMAGE_FORMS = ("arrays", "paths", "bytes")
@@ -146,7 +153,7 @@ def image_table(n, image_shape, dtype="uint8", *, storage="auto", memory_budget=
 def _read(item, i, name, read_files):
     """The encoded bytes of `items[i]` and how to name it in an error."""
     if not read_files:
-        return bytes(item), f"{name}[{i}] ({len(item)} bytes)"
+        return bytes(item), f"{name}[{i}]"
     path = os.fspath(item)
     try:
         with open(path, "rb") as f:
@@ -162,12 +169,14 @@ def _raise_first_bad(items, start, image_shape, name, read_files):
     for i in range(start, len(items)):
         data, where = _read(items[i], i, name, read_files)
         try:
-            decode_image_uint8(data, image_shape)
+            decode_image_uint8(data, image_shape, where)
         except (tf.errors.InvalidArgumentError, ValueError) as error:
-            reason = str(getattr(error, "message", error)).strip().splitlines()[-1]
+            reason = error_reason(error)
+            if reason.startswith(where):  # the check before decoding names the item itself
+                raise ValueError(f"`{name}` must be encoded PNG, JPEG, GIF, BMP or WebP images. Received: {reason}") from None
             raise ValueError(
-                f"`{name}` must be encoded PNG, JPEG, GIF or BMP images. Received: {where}, which "
-                f"cannot be decoded ({reason})"
+                f"`{name}` must be encoded PNG, JPEG, GIF, BMP or WebP images. Received: {where} ({len(data)} "
+                f"bytes), which cannot be decoded ({reason})"
             ) from None
 
 
@@ -217,6 +226,34 @@ def decode_all(items, image_shape, name, read_files, verbose, *, storage="memory
         if progress is not None:
             progress.update(done, finalize=done == len(items))
     return table
+
+
+def check_token_ids(ids, vocab_size, name="texts"):
+    """`ids` as int32 once every id lies in [0, `vocab_size`) (or is >= 0 when it is None).
+
+    A negative id would silently read the last row of the embedding, and an id past the
+    vocabulary fails deep inside the model: both are refused here, with the first bad one named.
+
+    Example:
+
+    >>> check_token_ids(np.array([[2, 5, 0]]), 6).tolist()
+    [[2, 5, 0]]
+    >>> check_token_ids(np.array([[2, -1, 0]]), 6)
+    Traceback (most recent call last):
+    ...
+    ValueError: `texts` given as token ids must lie in [0, 6) (the vocabulary size). Received: texts[0, 1]=-1
+    """
+    ids = np.asarray(ids)
+    bad = ids < 0
+    if vocab_size is not None:
+        bad |= ids >= vocab_size
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        expected = f"lie in [0, {vocab_size}) (the vocabulary size)" if vocab_size is not None else "be >= 0"
+        raise ValueError(
+            f"`{name}` given as token ids must {expected}. Received: {name}[{', '.join(map(str, where))}]={ids[where]}"
+        )
+    return ids.astype("int32")
 
 
 def _check_labels(labels, n, class_names, head):
@@ -319,7 +356,7 @@ class Examples:
                         "`texts` given as token ids must be an int array (n, sequence_length). "
                         f"Received: texts of shape {array.shape}"
                     )
-                self.token_ids = array.astype("int32")
+                self.token_ids = check_token_ids(array, None, "texts")
             else:
                 self.texts = as_string_array(texts, "texts")
         n_texts = None if texts is None else len(self.texts if self.texts is not None else self.token_ids)
@@ -455,15 +492,21 @@ class Examples:
             head.check_labels(self.labels)
         return self
 
-    def token_ids_for(self, preprocessor):
-        """Token ids `(n, sequence_length)`: raw texts through `preprocessor.texts_to_ids`."""
+    def token_ids_for(self, preprocessor, vocab_size=None):
+        """Token ids `(n, sequence_length)`: raw texts through `preprocessor.texts_to_ids`.
+
+        Token ids given as such are checked against `vocab_size` (the model's) or, without it,
+        the preprocessor's vocabulary: every id must lie in [0, vocab_size).
+        """
         if self.token_ids is not None:
             if preprocessor is not None and preprocessor.sequence_length not in (None, self.token_ids.shape[1]):
                 raise ValueError(
                     f"`texts` given as token ids must have {preprocessor.sequence_length} ids per text "
                     f"for this model. Received: texts of shape {self.token_ids.shape}"
                 )
-            return self.token_ids
+            if vocab_size is None and preprocessor is not None:
+                vocab_size = preprocessor.vocab_size
+            return check_token_ids(self.token_ids, vocab_size, "texts")
         if self.texts is None:
             return None
         if preprocessor is None or preprocessor.vocabulary is None:
@@ -508,15 +551,17 @@ class Examples:
             with_labels: bool, yield `(inputs, labels)`; `False` yields inputs only.
         """
         check_positive_int("batch_size", batch_size)
+        vocab_size = None
         if task is not None:
             preprocessor, inputs = task.preprocessor, tuple(task.input_kinds)
             raw_text = task.input_kinds.get("text") == "text"
+            vocab_size = task.token_vocab_size("text") if "text" in task.input_kinds else None
         inputs = tuple(inputs)
         if "image" in inputs and getattr(preprocessor, "image_shape", None) and self.images is not None:
             source = self.resized(preprocessor.image_shape)
             if source is not self:
                 return source.to_dataset(
-                    preprocessor, batch_size=batch_size, shuffle=shuffle, seed=seed, inputs=inputs,
+                    preprocessor, task=task, batch_size=batch_size, shuffle=shuffle, seed=seed, inputs=inputs,
                     raw_text=raw_text, drop_remainder=drop_remainder, prefetch=prefetch, with_labels=with_labels,
                 )
         columns = {"position": np.arange(len(self), dtype="int32")}
@@ -528,7 +573,7 @@ class Examples:
                     "`texts` must be raw strings for a model that tokenizes inside its graph. "
                     f"Received: token ids of shape {self.token_ids.shape}"
                 )
-            columns["text"] = self.texts.astype(str) if raw_text else self.token_ids_for(preprocessor)
+            columns["text"] = self.texts.astype(str) if raw_text else self.token_ids_for(preprocessor, vocab_size)
         if "image" in inputs and self.images is None:
             raise ValueError("The model takes an `image` input but these examples have no images.")
         if with_labels:
@@ -666,6 +711,7 @@ def make_dataset(
         )
         return examples.to_dataset(
             preprocessor,
+            task=task,
             batch_size=batch_size,
             shuffle=shuffle,
             seed=seed,
@@ -678,13 +724,13 @@ def make_dataset(
     return _streaming_dataset(
         images, texts, labels, preprocessor=preprocessor, image_index=image_index, batch_size=batch_size,
         shuffle=shuffle, seed=seed, cache=cache, prefetch=prefetch, drop_remainder=drop_remainder, head=head,
-        raw_text=raw_text,
+        raw_text=raw_text, vocab_size=None if task is None or "text" not in task.input_kinds else task.token_vocab_size("text"),
     )
 
 
 def _streaming_dataset(
     images, texts, labels, *, preprocessor, image_index, batch_size, shuffle, seed, cache, prefetch, drop_remainder, head,
-    raw_text=False,
+    raw_text=False, vocab_size=None,
 ):
     """`make_dataset(in_memory=False)`: decode inside the pipeline, cache, shuffle, batch."""
     check_positive_int("batch_size", batch_size)
@@ -716,17 +762,21 @@ def _streaming_dataset(
                 "`images` and `texts` must have the same length (one image per text). "
                 f"Received: {len(items)} images and {len(text_examples)} texts"
             )
-        token_ids = text_examples.texts.astype(str) if raw_text else text_examples.token_ids_for(preprocessor)
+        token_ids = text_examples.texts.astype(str) if raw_text else text_examples.token_ids_for(preprocessor, vocab_size)
         labels = text_examples.labels
     else:
         labels = _check_labels(labels, len(items), None, head)
 
     image_shape = preprocessor.image_shape
-    decoded = tf.data.Dataset.from_tensor_slices(items)
+    # Each item carries its name (`images[3]='cat.png'`): a bad one is named when it is read.
+    wheres = [f"images[{i}]" + (f"={item!r}" if form == "paths" else "") for i, item in enumerate(items)]
+    decoded = tf.data.Dataset.from_tensor_slices((items, wheres))
     if form == "paths":
-        decoded = decoded.map(tf.io.read_file, num_parallel_calls=tf.data.AUTOTUNE)
+        decoded = decoded.map(lambda path, where: (tf.io.read_file(path), where), num_parallel_calls=tf.data.AUTOTUNE)
     # uint8, as the in-memory table keeps them (the same batches either way; a 4x smaller cache).
-    decoded = decoded.map(lambda b: decode_image_uint8(b, image_shape), num_parallel_calls=tf.data.AUTOTUNE)
+    decoded = decoded.map(
+        lambda data, where: decode_image_uint8(data, image_shape, where), num_parallel_calls=tf.data.AUTOTUNE
+    )
     if cache is not False:
         decoded = decoded.cache("" if cache is True else os.fspath(cache))
     columns = {"position": np.arange(len(items), dtype="int32")}  # never empty, for zip

@@ -190,6 +190,13 @@ class FusionClassifier(HeadTask):
             "dropout": dropout,
         }
 
+    def token_vocab_size(self, name="text"):
+        """The `vocab_size` the model was built with (token ids lie in [0, vocab_size))."""
+        if self.input_kinds.get(name) != "token_ids":
+            return None
+        config = getattr(self, "_shape_config", None)  # None while the constructor runs
+        return config["vocab_size"] if config else super().token_vocab_size(name)
+
     def check_preprocessor(self, preprocessor):
         super().check_preprocessor(preprocessor)
         own = self.preprocessor  # None while the constructor runs

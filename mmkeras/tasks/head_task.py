@@ -181,17 +181,29 @@ class HeadTask(Task):
         kinds = self.input_kinds
         specs = self._input_specs()
 
-        def serve(request):
-            features = serving.raw_request(request, kinds)
+        vocab_sizes = {name: self.token_vocab_size(name) for name, kind in kinds.items() if kind == "token_ids"}
+
+        def empty_outputs():
+            outputs = {}
+            for head in self._heads():
+                for name, (dtype, shape) in self._served(head).items():
+                    outputs[name] = tf.zeros([0, *shape[1:]], dtype)
+            return outputs
+
+        def model_inputs(features):
+            features = dict(features)
             for name, kind in kinds.items():
                 if kind == "image":
-                    features[name] = tf.cast(self.preprocessor.decode_images(features[name]), specs[name].dtype)
+                    features[name] = tf.cast(self.preprocessor.decode_images(features[name], name), specs[name].dtype)
                 elif kind == "token_ids":
                     features[name] = tf.cast(self.preprocessor.texts_to_ids(features[name]), specs[name].dtype)
             return self._serve(features)
 
+        def serve(request):
+            return serving.empty_or(serving.raw_request(request, kinds), model_inputs, empty_outputs)
+
         def serve_tensors(request):
-            return self._serve(serving.tensor_request(request, specs, kinds))
+            return serving.empty_or(serving.tensor_request(request, specs, kinds, vocab_sizes), self._serve, empty_outputs)
 
         return {
             serving.SERVING_SIGNATURE: (serve, [serving.raw_signature(kinds)]),

@@ -93,14 +93,80 @@ def raw_request(request, input_kinds):
     return check_same_batch(features)
 
 
-def tensor_request(request, input_specs, input_kinds):
-    """Check a `serve_tensors` request against the model's own input specs."""
+def first_bad_item(bad):
+    """The 0-based index of the first example with a `True` in `bad` (batch, ...), or -1."""
+    per_item = tf.reduce_any(tf.reshape(bad, [tf.shape(bad)[0], -1]), axis=1)
+    return tf.cast(tf.reduce_min(tf.concat([tf.cast(tf.where(per_item)[:, 0], tf.int32), [-1]], 0)[:1]), tf.int32)
+
+
+def check_image_values(value, name):
+    """Float images must be finite and in [0, 1]: NaN, inf or 0..255 values give wrong answers."""
+    finite = tf.math.is_finite(value)
+    value = checked(
+        value,
+        tf.reduce_all(finite),
+        f"`{name}` must hold finite float images in [0, 1]; NaN or inf in item (0-based index)",
+        first_bad_item(tf.logical_not(finite)),
+    )
+    outside = tf.logical_or(value < 0, value > 1)
+    return checked(
+        value,
+        tf.logical_not(tf.reduce_any(outside)),
+        f"`{name}` must hold float images in [0, 1] (images in [0, 255] must be divided by 255); values "
+        "outside [0, 1] in item (0-based index)",
+        first_bad_item(outside),
+        "from",
+        tf.reduce_min(value),
+        "to",
+        tf.reduce_max(value),
+    )
+
+
+def check_token_ids(value, name, vocab_size):
+    """Token ids must lie in [0, vocab_size): a negative id would read the embedding's last row."""
+    bad = value < 0 if vocab_size is None else tf.logical_or(value < 0, value >= vocab_size)
+    expected = "be >= 0" if vocab_size is None else f"lie in [0, {vocab_size})"
+    return checked(
+        value,
+        tf.logical_not(tf.reduce_any(bad)),
+        f"`{name}` token ids must {expected}; received out-of-range ids in item (0-based index)",
+        first_bad_item(bad),
+        "from",
+        tf.reduce_min(value),
+        "to",
+        tf.reduce_max(value),
+    )
+
+
+def tensor_request(request, input_specs, input_kinds, vocab_sizes=None):
+    """Check a `serve_tensors` request against the model's own input specs and value ranges.
+
+    Float images must be finite and in [0, 1]; token ids in [0, `vocab_sizes[name]`).
+    """
     what = {"image": "a batch of float images", "token_ids": "a batch of token ids", "text": "a batch of texts"}
-    features = {
-        name: check_tensor(request[name], name, tuple(input_specs[name].shape[1:]), what[kind])
-        for name, kind in input_kinds.items()
-    }
+    features = {}
+    for name, kind in input_kinds.items():
+        value = check_tensor(request[name], name, tuple(input_specs[name].shape[1:]), what[kind])
+        if kind == "image" and value.dtype.is_floating:
+            value = check_image_values(value, name)
+        elif kind == "token_ids" and value.dtype.is_integer:
+            value = check_token_ids(value, name, (vocab_sizes or {}).get(name))
+        features[name] = value
     return check_same_batch(features)
+
+
+def batch_size(features):
+    """The number of examples in a checked request (the first input's first dimension)."""
+    return tf.shape(next(iter(features.values())))[0]
+
+
+def empty_or(features, serve, empty_outputs):
+    """`serve(features)`, or `empty_outputs()` (0 rows each) for a request of 0 examples.
+
+    Empty in, empty out: some graphs cannot run on 0 examples (a reshape to a fixed batch, a
+    fusion that broadcasts), so an empty request never reaches the model.
+    """
+    return tf.cond(batch_size(features) > 0, lambda: serve(features), empty_outputs)
 
 
 def raw_signature(input_kinds):

@@ -69,7 +69,99 @@ class Task(keras.Model):
                 )
         return super().call(inputs, training=training, mask=mask, **kwargs)
 
+    def token_vocab_size(self, name="text"):
+        """How many token ids input `name` takes (ids lie in [0, this)), or None when unknown.
+
+        By default the largest `input_dim` of the model's `Embedding` layers; families that know
+        their vocabulary size say so directly.
+        """
+        if self.input_kinds.get(name) != "token_ids":
+            return None
+        sizes = [layer.input_dim for layer in self._flatten_layers() if isinstance(layer, keras.layers.Embedding)]
+        return max(sizes) if sizes else None
+
+    def check_inputs(self, inputs):
+        """Check array inputs (a dict of numpy arrays or eager tensors) before Keras runs them.
+
+        Images must be floats in [0, 1] (no NaN or inf; uint8 images go through `answer` or
+        `prepare_inputs`, which scale them), token ids ints in [0, `token_vocab_size`): a
+        negative id would otherwise read the last row of the embedding. Returns the number of
+        examples, or None when `inputs` are not arrays (a dataset or generator is not read here).
+        """
+        import numpy as np
+
+        from mmkeras.data.pipeline import check_token_ids
+
+        if not isinstance(inputs, dict) or not all(
+            isinstance(v, np.ndarray) or hasattr(v, "numpy") for v in inputs.values()
+        ):
+            return None
+        sizes = {}
+        for name, value in inputs.items():
+            kind = self.input_kinds.get(name)
+            if kind is None:
+                continue  # refused by `call`, with the message that names the unknown keys
+            value = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+            shape = tuple(self.input[name].shape[1:])
+            if value.ndim != len(shape) + 1 or any(d is not None and d != v for d, v in zip(shape, value.shape[1:])):
+                expected = ", ".join(["n", *("?" if d is None else str(d) for d in shape)])
+                raise ValueError(
+                    f"`{name}` must be an array of shape ({expected}) for model {self.name!r}. "
+                    f"Received: {name} of shape {value.shape}"
+                )
+            sizes[name] = len(value)
+            if kind == "image":
+                if value.dtype.kind != "f":
+                    raise ValueError(
+                        f"`{name}` must be float images in [0, 1] for model {self.name!r} (use "
+                        f"`model.answer({name}=...)`, which scales uint8 images, or divide by 255). "
+                        f"Received: {name} of dtype {value.dtype}"
+                    )
+                if value.size and not np.all(np.isfinite(value)):
+                    bad = int(np.argwhere(~np.isfinite(value))[0][0])
+                    raise ValueError(
+                        f"`{name}` must hold finite values in [0, 1]. Received: {name}[{bad}] containing NaN or inf"
+                    )
+                if value.size and (value.min() < 0 or value.max() > 1):
+                    raise ValueError(
+                        f"`{name}` must hold values in [0, 1] (images in [0, 255] must be divided by 255). "
+                        f"Received: {name} with values from {value.min()} to {value.max()}"
+                    )
+            elif kind == "token_ids":
+                if value.dtype.kind not in "iu":
+                    raise ValueError(
+                        f"`{name}` must be int token ids (raw strings go through `model.answer({name}=...)`). "
+                        f"Received: {name} of dtype {value.dtype}"
+                    )
+                check_token_ids(value, self.token_vocab_size(name), name)
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"The inputs must hold the same number of examples. Received: {sizes}")
+        return next(iter(sizes.values()), None)
+
+    def _empty_outputs(self):
+        """Outputs with 0 rows, of the model's output shapes and dtypes (for an empty batch)."""
+        import numpy as np
+
+        def empty(tensor):
+            return np.zeros((0, *tensor.shape[1:]), keras.backend.standardize_dtype(tensor.dtype))
+
+        return keras.tree.map_structure(empty, self._outputs_struct if hasattr(self, "_outputs_struct") else self.outputs)
+
+    def predict(self, x, *args, **kwargs):
+        """`keras.Model.predict`, with array inputs checked first (`check_inputs`).
+
+        An empty batch (0 examples) gives outputs with 0 rows, where Keras alone would fail.
+        """
+        if self.check_inputs(x) == 0:
+            return self._empty_outputs()
+        return super().predict(x, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        self.check_inputs(x)
+        return super().evaluate(x, y, *args, **kwargs)
+
     def fit(self, x=None, y=None, *args, **kwargs):
+        self.check_inputs(x)
         # A tf.data pipeline (what mmkeras.data makes) is shuffled in the pipeline, if at all: Keras
         # ignores `shuffle` for it, and warns on every call unless it is False.
         if not args and "shuffle" not in kwargs and type(x).__module__.startswith("tensorflow"):
@@ -112,6 +204,13 @@ class Task(keras.Model):
                 raise ValueError(
                     f"`preprocessor.sequence_length` must equal the length of the model's {name!r} input "
                     f"({shape[0]}). Received: preprocessor.sequence_length={preprocessor.sequence_length}"
+                )
+            vocab_size = self.token_vocab_size(name) if kind == "token_ids" else None
+            if vocab_size is not None and preprocessor.vocab_size is not None and preprocessor.vocab_size > vocab_size:
+                raise ValueError(
+                    f"`preprocessor.vocabulary` must have at most the {vocab_size} tokens the model's {name!r} "
+                    f"input takes (its embedding's size): the tokens past it would have no embedding. "
+                    f"Received: a vocabulary of {preprocessor.vocab_size} tokens"
                 )
 
     def prepare_inputs(self, **raw):
