@@ -290,7 +290,7 @@ def test_cli_trains_evaluates_predicts_and_exports_a_table(tmp_path, monkeypatch
     train_csv, test_csv = _write_csv(tmp_path / "train.csv", rows[:32]), _write_csv(tmp_path / "test.csv", rows[32:])
     run = str(tmp_path / "run")
     code = main(["train", "--model", "s1", "--tiny", "--data", train_csv, "--test-data", test_csv, "--image-shape",
-                 "32,32,3", "--epochs", "6", "--learning-rate", "0.003", "--output", run, "--log"])
+                 "32,32,3", "--epochs", "2", "--output", run, "--log"])
     assert code == 0
     metrics = json.loads(open(os.path.join(run, "metrics.json")).read())
     assert metrics["task"] == "binary" and metrics["data"]["test_data"] == test_csv

@@ -47,7 +47,11 @@ def test_every_input_moves_every_output(name):
     run_modalities_test(tiny_model(name, compile=False))
 
 
-@pytest.mark.parametrize("name", MODELS)
+# Training a keras.applications backbone takes about 17 s of the default run: slow set.
+HEAVY_TO_FIT = {"mobilenet_conv_text"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY_TO_FIT else n for n in MODELS])
 def test_fit_lowers_the_loss(name):
     run_fit_test(tiny_model(name, learning_rate=3e-3))
 
