@@ -242,7 +242,7 @@ def render():
     from mmkeras.fusion import FUSIONS, Fusion
     from mmkeras.heads import HEADS
     from mmkeras.parts import build_image_encoder, build_text_encoder
-    from mmkeras.tasks import FusionClassifier
+    from mmkeras.tasks import DualEncoder, FusionClassifier
 
     problems, long_lists = [], {}
     set_by_task = {
@@ -323,10 +323,22 @@ def render():
             problems=problems,
             long_lists=long_lists,
         ),
+        "## The task: DualEncoder",
+        "",
+        entry(
+            "DualEncoder",
+            DualEncoder,
+            "mmkeras.tasks",
+            spec="`mmkeras.get_model('clip_small')` (contrastive) and `get_model('siglip_small')` (sigmoid) are "
+            "recipes of it; see [retrieval.md](retrieval.md).",
+            problems=problems,
+            long_lists=long_lists,
+        ),
         "## Image encoders",
         "",
         "Functions returning a `keras.Model` from `(batch, height, width, channels)` floats in [0, 1] to "
-        "`(batch, features)`; layer names start with `image_`.",
+        "`(batch, features)` (the `patch` stem of a single-stream model: `(batch, patches, features)`, for the "
+        "`shared_transformer` fusion); layer names start with `image_`.",
         "",
     ]
     for kind, builder in IMAGE_ENCODERS.items():
@@ -336,7 +348,8 @@ def render():
         "## Text encoders",
         "",
         "Functions returning a `keras.Model` from `(batch, sequence_length)` int token ids (0 is padding) to "
-        "`(batch, features)`; layer names start with `text_`.",
+        "`(batch, features)` (the `embedding` stem: `(batch, sequence_length, features)`, padding masked, for "
+        "the `shared_transformer` fusion); layer names start with `text_`.",
         "",
     ]
     for kind, builder in TEXT_ENCODERS.items():

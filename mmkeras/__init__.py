@@ -10,7 +10,7 @@ is used, so `mmkeras.list_models()` and `mmkeras.__version__` answer without Ten
 Example:
 
 >>> import mmkeras
->>> mmkeras.list_models("s*")
+>>> mmkeras.list_models("s[0-9]*")  # the source documents' models
 ['s0', 's0_product', 's0_weighted_sum', 's1', 's2', 's3', 's4', 's4_multitask']
 >>> model = mmkeras.get_model("s1", image_shape=(32, 32, 3))
 >>> sorted(model.input), model.head.kind

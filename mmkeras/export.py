@@ -271,7 +271,7 @@ def _quiet_tf_logger():
 def _class_names_by_output(model):
     """`{output_name: [names]}` for the outputs whose class names are known."""
     names = model.class_names()
-    if names is None:
+    if names is None or not hasattr(model, "head"):  # a dual encoder: its classes are in "preprocessor"
         return {}
     if isinstance(names, dict):
         return {k: v for k, v in names.items() if v}

@@ -1,5 +1,8 @@
 """Fusion layers: combine two or more modality vectors `(batch, width_i)` into one vector.
 
+`shared_transformer` also takes sequences `(batch, length_i, width_i)` (the `patch` image encoder's
+and the `embedding` text encoder's outputs), with the text's padding mask; every fusion takes vectors.
+
 Every layer here is a serializable Keras layer written with `keras.ops`: on the JAX backend each
 gives TensorFlow's outputs (to 1e-5) from the same weights (`tests/test_backends.py`); other Keras
 backends are not tested. Layers that need a common width project each modality
@@ -21,7 +24,7 @@ import keras
 from keras import ops
 
 from mmkeras.fusion_kinds import FUSION_KINDS
-from mmkeras.validation import check_kwargs, check_one_of, check_positive_int
+from mmkeras.validation import check_fraction, check_kwargs, check_one_of, check_positive_int, received
 
 # Keras' built-in activation names (`activation` also takes a callable or a registered name).
 ACTIVATIONS = tuple(
@@ -36,8 +39,10 @@ SEQUENCE_CELLS = ("gru", "lstm")
 class Fusion(keras.layers.Layer):
     """Base class: checks the modality list and owns the optional per-modality projections.
 
-    Subclasses set `needs_common_width` (their inputs must share a width) and `always_project`
-    (they project even when widths match, e.g. gated units), and implement `fuse`.
+    Subclasses set `needs_common_width` (their inputs must share a width), `always_project`
+    (they project even when widths match, e.g. gated units) and `accepts_sequences` (they also take
+    sequences `(batch, length, width)`; the projections then act on every position), and
+    implement `fuse`.
 
     Args:
         units: int or None, the projection width. Defaults to `None`.
@@ -48,6 +53,7 @@ class Fusion(keras.layers.Layer):
 
     needs_common_width = False
     always_project = False
+    accepts_sequences = False
     max_inputs = None
 
     def __init__(self, units=None, activation=None, **kwargs):
@@ -74,12 +80,14 @@ class Fusion(keras.layers.Layer):
                 f"{name} fuses between 2 and {most} modalities. "
                 f"Received: {len(input_shape)} inputs with shapes {list(input_shape)}"
             )
+        ranks = (2, 3) if self.accepts_sequences else (2,)
         for shape in input_shape:
-            if len(shape) != 2 or shape[-1] is None:
-                raise ValueError(
-                    f"{name} expects 2-D modality vectors (batch, width). "
-                    f"Received: input_shape={list(input_shape)}"
-                )
+            if len(shape) not in ranks or shape[-1] is None:
+                if self.accepts_sequences:
+                    expected = "modality vectors (batch, width) or sequences (batch, length, width)"
+                else:
+                    expected = "2-D modality vectors (batch, width) (for sequences use the 'shared_transformer' fusion)"
+                raise ValueError(f"{name} expects {expected}. Received: input_shape={list(input_shape)}")
         widths = [int(s[-1]) for s in input_shape]
         project = self.always_project or self.units is not None
         if self.needs_common_width and not project and len(set(widths)) > 1:
@@ -454,6 +462,203 @@ class SequenceFusion(Fusion):
         return config
 
 
+@keras.saving.register_keras_serializable(package="mmkeras")
+class TransformerEncoderBlock(keras.layers.Layer):
+    """A pre-norm Transformer encoder block: self-attention, then a feed-forward network.
+
+    `x + Attention(LN(x))`, then `x + W_2 gelu(W_1 LN(x) + b_1) + b_2`, each branch followed by
+    dropout (Vaswani et al. 2017, with the layer normalisation before each branch as in ViT,
+    Dosovitskiy et al. 2021). The shared Transformer of `SharedTransformerFusion`.
+
+    Args:
+        num_heads: int, attention heads; they must divide the input width.
+        intermediate_dim: int, the feed-forward width.
+        dropout: float, dropout on the attention weights and on each branch's output.
+            Defaults to `0.0`.
+        layer_norm_epsilon: float, the epsilon of both layer normalisations. Defaults to `1e-6`.
+        **kwargs: forwarded to `keras.layers.Layer` (`name`, `dtype`, `trainable`).
+
+    Call arguments:
+        inputs: `(batch, length, width)`.
+        attention_mask: bool `(batch, length, length)` or None: which positions (last axis) each
+            position may attend to.
+
+    Example:
+
+    >>> import numpy as np
+    >>> block = TransformerEncoderBlock(num_heads=2, intermediate_dim=16)
+    >>> tuple(block(np.ones((2, 5, 8), "float32")).shape)
+    (2, 5, 8)
+    """
+
+    def __init__(self, num_heads, intermediate_dim, dropout=0.0, layer_norm_epsilon=1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = check_positive_int("num_heads", num_heads)
+        self.intermediate_dim = check_positive_int("intermediate_dim", intermediate_dim)
+        self.dropout = check_fraction("dropout", dropout)
+        self.layer_norm_epsilon = layer_norm_epsilon
+
+    def build(self, input_shape):
+        width = input_shape[-1]
+        if width % self.num_heads:
+            raise ValueError(
+                f"`num_heads` must divide the width of the block's input ({width}). "
+                f"{received('num_heads', self.num_heads)}"
+            )
+        sub = {"dtype": self.dtype_policy}
+        self.attention_norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, name="attention_norm", **sub
+        )
+        self.attention = keras.layers.MultiHeadAttention(
+            self.num_heads, width // self.num_heads, dropout=self.dropout, name="attention", **sub
+        )
+        self.ffn_norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="ffn_norm", **sub)
+        self.ffn_in = keras.layers.Dense(self.intermediate_dim, activation="gelu", name="ffn_in", **sub)
+        self.ffn_out = keras.layers.Dense(width, name="ffn_out", **sub)
+        self.branch_dropout = keras.layers.Dropout(self.dropout, name="dropout", **sub)
+        self.attention_norm.build(input_shape)
+        self.attention.build(input_shape, input_shape)
+        self.ffn_norm.build(input_shape)
+        self.ffn_in.build(input_shape)
+        self.ffn_out.build((*input_shape[:-1], self.intermediate_dim))
+
+    def call(self, inputs, attention_mask=None, training=None):
+        y = self.attention_norm(inputs)
+        y = self.attention(y, y, attention_mask=attention_mask, training=training)
+        x = inputs + self.branch_dropout(y, training=training)
+        y = self.ffn_out(self.ffn_in(self.ffn_norm(x)))
+        return x + self.branch_dropout(y, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_heads=self.num_heads,
+            intermediate_dim=self.intermediate_dim,
+            dropout=self.dropout,
+            layer_norm_epsilon=self.layer_norm_epsilon,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class SharedTransformerFusion(Fusion):
+    """Shared-encoder fusion: every modality's tokens, tagged by modality, read by one Transformer.
+
+    The single-stream model of the source documents (document 004, algorithm 1), after
+    VisualBERT (Li et al. 2019) and ViLT (Kim et al. 2021): modality-specific stems (the `patch`
+    image encoder, the `embedding` text encoder) give token sequences `(batch, length_i,
+    width_i)`; each is projected to the common width by its own matrix (`P_i`, on every token),
+    a learned modality-type embedding `t_i` is added to each of its tokens, and all tokens,
+    after a learned `[CLS]` token, are read together by `num_layers` shared pre-norm Transformer
+    encoder blocks (`TransformerEncoderBlock`). The output is the layer-normalised `[CLS]` state,
+    `(batch, units)`. A vector `(batch, width_i)` is read as a sequence of one token, so the
+    layer also fuses the pooled encoders' outputs. Padding is masked out of attention: a
+    sequence that carries a Keras mask (the `embedding` text encoder masks token id 0) offers
+    only its unmasked tokens as keys.
+
+    Args:
+        units: int or None, the width of the shared encoder; `None` takes the first modality's
+            width. `num_heads` must divide it. Defaults to `None`.
+        num_heads: int, attention heads. Defaults to `2`.
+        intermediate_dim: int or None, the feed-forward width of each block; `None` is twice
+            the width. Defaults to `None`.
+        num_layers: int, shared Transformer blocks. Defaults to `1`.
+        dropout: float, dropout on the attention weights and each block's branches.
+            Defaults to `0.0`.
+        activation: activation after each projection (a Keras activation name or a callable).
+            Defaults to `None`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> fusion = SharedTransformerFusion(units=8, num_layers=2)
+    >>> patches, words = np.ones((2, 16, 12)), np.ones((2, 5, 6))
+    >>> tuple(fusion([patches, words]).shape)
+    (2, 8)
+    >>> tuple(fusion([np.ones((2, 12)), np.ones((2, 6))]).shape)  # vectors: one token each
+    (2, 8)
+    """
+
+    always_project = True
+    accepts_sequences = True
+
+    def __init__(self, units=None, num_heads=2, intermediate_dim=None, num_layers=1, dropout=0.0, **kwargs):
+        super().__init__(units=units, **kwargs)
+        self.num_heads = check_positive_int("num_heads", num_heads)
+        self.intermediate_dim = check_positive_int("intermediate_dim", intermediate_dim, allow_none=True)
+        self.num_layers = check_positive_int("num_layers", num_layers)
+        self.dropout = check_fraction("dropout", dropout)
+        if units is not None and units % num_heads:
+            raise ValueError(
+                f"`units` must be divisible by `num_heads` ({num_heads}). {received('units', units)}"
+            )
+        self.supports_masking = True
+
+    def build_fusion(self, widths):
+        if self.width % self.num_heads:
+            raise ValueError(
+                f"`num_heads` must divide the shared width, here the first modality's width ({self.width}) "
+                f"since `units` is None: set `units`. {received('num_heads', self.num_heads)}"
+            )
+        tokens = keras.initializers.TruncatedNormal(stddev=0.02)
+        self.cls_token = self.add_weight(shape=(self.width,), initializer=tokens, name="cls_token")
+        self.type_embeddings = self.add_weight(
+            shape=(len(widths), self.width), initializer=tokens, name="type_embeddings"
+        )
+        sequence = (None, None, self.width)
+        self.blocks = []
+        for i in range(1, self.num_layers + 1):
+            block = TransformerEncoderBlock(
+                self.num_heads,
+                self.intermediate_dim or 2 * self.width,
+                dropout=self.dropout,
+                name=f"block{i}",
+                dtype=self.dtype_policy,
+            )
+            block.build(sequence)
+            self.blocks.append(block)
+        self.final_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="final_norm", dtype=self.dtype_policy)
+        self.final_norm.build(sequence)
+
+    def call(self, inputs, mask=None, training=None):
+        masks = list(mask) if isinstance(mask, (list, tuple)) else [None] * len(inputs)
+        projected = self.project(inputs)
+        dtype = projected[0].dtype
+        first = projected[0] if len(projected[0].shape) == 3 else ops.expand_dims(projected[0], 1)
+        tokens = [ops.zeros_like(first[:, :1, :]) + ops.cast(self.cls_token, dtype)]
+        keep = [ops.ones_like(first[:, :1, 0], dtype="bool")]
+        for i, (x, x_mask) in enumerate(zip(projected, masks)):
+            if len(x.shape) == 2:
+                x, x_mask = ops.expand_dims(x, 1), None
+            tokens.append(x + ops.cast(self.type_embeddings[i], dtype))
+            keep.append(ops.ones_like(x[:, :, 0], dtype="bool") if x_mask is None else ops.cast(x_mask, "bool"))
+        x = ops.concatenate(tokens, axis=1)
+        keys = ops.concatenate(keep, axis=1)  # (batch, tokens): which tokens may be attended to
+        attention_mask = ops.logical_and(ops.expand_dims(keys, 1), ops.expand_dims(ops.ones_like(keys), 2))
+        for block in self.blocks:
+            x = block(x, attention_mask=attention_mask, training=training)
+        return self.final_norm(x[:, 0, :])
+
+    def compute_mask(self, inputs, mask=None):
+        return None  # one pooled vector: the padding is consumed here
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], self.units or input_shape[0][-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_heads=self.num_heads,
+            intermediate_dim=self.intermediate_dim,
+            num_layers=self.num_layers,
+            dropout=self.dropout,
+        )
+        return config
+
+
 FUSIONS = {
     "concatenate": ConcatenateFusion,
     "sum": SumFusion,
@@ -464,6 +669,7 @@ FUSIONS = {
     "tensor": TensorFusion,
     "low_rank_tensor": LowRankTensorFusion,
     "sequence": SequenceFusion,
+    "shared_transformer": SharedTransformerFusion,
 }
 if list(FUSIONS) != list(FUSION_KINDS):  # one list of names: `mmkeras list` reads it without Keras
     raise ImportError(f"mmkeras.fusion.FUSIONS must name mmkeras.fusion_kinds.FUSION_KINDS, in order. Received: {list(FUSIONS)}")

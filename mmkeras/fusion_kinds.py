@@ -16,4 +16,5 @@ FUSION_KINDS = {
     "tensor": "Tensor fusion: the flattened outer product of the modalities, each extended by a 1.",
     "low_rank_tensor": "Low-rank multimodal fusion: tensor fusion computed through rank-`r` modality factors.",
     "sequence": "Sequence fusion: the (projected) modalities read in order by a recurrent layer.",
+    "shared_transformer": "Shared-encoder fusion: every modality's tokens, tagged by modality, read by one Transformer.",
 }

@@ -47,8 +47,11 @@ def _labels_for(head, n, rng):
 
 
 def toy_labels(model, n=16, seed=0):
-    """Labels that suit the task's head(s); a dict for multi-task models."""
+    """Labels that suit the task's head(s); a dict for multi-task models; for a task without a head
+    (a dual encoder) the class of each pair, which its loss does not use."""
     rng = np.random.default_rng(seed + 1)
+    if not hasattr(model, "head"):
+        return rng.integers(0, 4, size=(n,))
     if model.multi_output:
         return {name: _labels_for(head, n, rng) for name, head in model.head.heads.items()}
     return _labels_for(model.head, n, rng)
@@ -85,7 +88,8 @@ def run_modalities_test(model, n=3, atol=1e-6):
     when that is above 1) somewhere in the batch, in inference mode. `atol` sits far above float32
     rounding (about 1e-7 for outputs near 1) and far below what a used input does; a model that
     drops a modality, or whose features of one modality vanish beside the other's, moves by 0.
-    A single-input model (`s3`: image only) checks its one input. One forward pass: the reference
+    A single-input model (`s3`: image only) checks its one input; an output that does not depend on
+    an input (`task.output_dependencies()`: a dual encoder's towers) must not move at all. One forward pass: the reference
     batch and each changed copy are stacked.
     """
     keys = sorted(model.input_kinds, key=lambda key: key != "text")  # the token ids first, then the image
@@ -95,12 +99,16 @@ def run_modalities_test(model, n=3, atol=1e-6):
     outputs = model(batch, training=False)
     outputs = outputs if isinstance(outputs, dict) else {model.output_names[0]: outputs}
     assert sorted(outputs) == sorted(model.output_names)
+    dependencies = model.output_dependencies()
     for name, value in outputs.items():
         value = keras.ops.convert_to_numpy(value).reshape(1 + len(keys), n, -1)
         for i, key in enumerate(keys, start=1):
             assert not np.array_equal(x[key], other[key]), key
             difference = float(np.max(np.abs(value[i] - value[0])))
             limit = atol * max(1.0, float(np.max(np.abs(value[0]))))
+            if key not in dependencies[name]:  # e.g. a dual encoder's towers: the other input must not count
+                assert difference == 0, f"{model.name}: output {name!r} moves with {key!r}, which it must not use"
+                continue
             assert difference > limit, (
                 f"{model.name}: changing only its {key!r} input moves the output {name!r} by at most "
                 f"{difference:.3g} (<= {limit:.3g}): the {key!r} input is not used measurably"
@@ -133,7 +141,8 @@ def run_precision_test(model, hidden_dtype="bfloat16"):
     dtype (`layer.compute_dtype`) and really output it when the model runs on toy inputs; the
     layers that give the model's outputs (the heads) compute in float32 under every policy.
     """
-    heads = {model.get_layer(name) for name in model.output_names}
+    # The layers that give the outputs, where they have weights (a dual encoder's normalisations have none).
+    heads = {model.get_layer(name) for name in model.output_names} & {layer for layer in model.layers if layer.weights}
     dtypes = _output_dtypes(model, toy_inputs(model, n=2))
     assert heads <= set(dtypes)
     assert len(dtypes) > len(heads)

@@ -21,7 +21,7 @@ import pytest
 pytest.importorskip("jax")
 
 from mmkeras import fusion  # noqa: E402
-from mmkeras.encoders import IMAGE_ENCODERS, TEXT_ENCODERS  # noqa: E402
+from mmkeras.encoders import IMAGE_ENCODERS, TEXT_ENCODERS, TokenAndPositionEmbedding  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -40,6 +40,8 @@ def _fusion_cases():
             variants = [({"units": 5, "rank": 3}, MIXED)]
         elif name in ("sum", "weighted_sum", "product"):  # without units: one width
             variants = [({}, COMMON), ({"units": 4, "activation": "tanh"}, MIXED)]
+        elif name == "shared_transformer":  # without units: heads dividing the first width (3)
+            variants = [({"num_heads": 1}, MIXED), ({"units": 4, "num_layers": 2}, MIXED)]
         else:
             variants = [({}, MIXED), ({"units": 2 if name == "tensor" else 4}, MIXED)]
         if name == "sequence":
@@ -48,6 +50,10 @@ def _fusion_cases():
             for count in (3, 2):
                 label = "-".join([name, *(f"{k}={v}" for k, v in kwargs.items()), f"{count}mod"])
                 cases[f"fusion-{label}"] = ("fusion", name, kwargs, widths[:count])
+    # Sequences: 16 patch-like tokens of width 3 and token ids embedded with a padding mask.
+    cases["fusion-shared_transformer-units=4-sequences-masked"] = (
+        "fusion", "shared_transformer", {"units": 4, "num_layers": 2}, ((16, 3), "token_ids")
+    )
     return cases
 
 
@@ -60,6 +66,7 @@ CASES = {
     "text-rnn-lstm-unmasked": ("text", "rnn", {**TEXT, "units": 6, "mask_zero": False}),
     "text-conv": ("text", "conv", {**TEXT, "filters": 4, "kernel_sizes": (2, 3)}),
     "text-transformer": ("text", "transformer", {**TEXT, "num_heads": 2, "intermediate_dim": 16, "num_layers": 2}),
+    "text-embedding": ("text", "embedding", TEXT),
     "image-cnn": ("image", "cnn", {"image_shape": (16, 16, 3), "filters": (4, 8)}),
     "image-cnn-bn-same-avg-dense": (
         "image",
@@ -72,6 +79,7 @@ CASES = {
     ),
     "image-residual_cnn": ("image", "residual_cnn", {"image_shape": (16, 16, 3), "filters": (4, 8)}),
     "image-applications-MobileNetV3Small": ("image", "applications", {"image_shape": (32, 32, 3)}),
+    "image-patch": ("image", "patch", {"image_shape": (16, 16, 3), "patch_size": 4, "embedding_dim": 6}),
 }
 
 
@@ -85,11 +93,19 @@ def test_cases_cover_every_fusion_and_encoder():
 
 
 def build_case(case):
-    """The case's layer or encoder as a `keras.Model` (fusions get one `Input` per modality)."""
+    """The case's layer or encoder as a `keras.Model` (fusions get one `Input` per modality: a
+    vector of width `w`, a sequence of shape `(length, width)`, or `"token_ids"` embedded with a mask)."""
     kind, name, kwargs, *widths = CASES[case]
     if kind == "fusion":
-        inputs = [keras.Input((w,), name=f"modality_{i}") for i, w in enumerate(widths[0])]
-        return keras.Model(inputs, fusion.get_fusion(name, **kwargs)(inputs))
+        inputs, features = [], []
+        for i, w in enumerate(widths[0]):
+            if w == "token_ids":
+                inputs.append(keras.Input((SEQUENCE_LENGTH,), dtype="int32", name=f"modality_{i}"))
+                features.append(TokenAndPositionEmbedding(VOCAB, SEQUENCE_LENGTH, 4)(inputs[-1]))
+            else:
+                inputs.append(keras.Input(w if isinstance(w, tuple) else (w,), name=f"modality_{i}"))
+                features.append(inputs[-1])
+        return keras.Model(inputs, fusion.get_fusion(name, **kwargs)(features))
     return (TEXT_ENCODERS if kind == "text" else IMAGE_ENCODERS)[name](**kwargs)
 
 
@@ -97,13 +113,20 @@ def case_inputs(case, n=5):
     """Fixed inputs: normal vectors, token ids padded (id 0) at the end by different amounts, images."""
     kind, _, kwargs, *widths = CASES[case]
     rng = np.random.default_rng(7)
-    if kind == "fusion":
-        return [rng.normal(size=(n, w)).astype("float32") for w in widths[0]]
-    if kind == "text":
+
+    def token_ids():
         ids = rng.integers(1, VOCAB, size=(n, SEQUENCE_LENGTH)).astype("int32")
         for row, length in enumerate([SEQUENCE_LENGTH, 1, 5, SEQUENCE_LENGTH - 1, 8][:n]):
             ids[row, length:] = 0
         return ids
+
+    if kind == "fusion":
+        return [
+            token_ids() if w == "token_ids" else rng.normal(size=(n, *(w if isinstance(w, tuple) else (w,)))).astype("float32")
+            for w in widths[0]
+        ]
+    if kind == "text":
+        return token_ids()
     return rng.random((n, *kwargs["image_shape"]), dtype=np.float32)
 
 
@@ -234,7 +257,8 @@ def test_jax_gives_tensorflows_outputs_from_the_same_weights(case, tensorflow_an
 
 # --- Zoo models build, fit and save on JAX ---------------------------------------------------------
 
-MODELS = ["s1", "s4_multitask", "fusion_gated", "fusion_low_rank_tensor", "fusion_attention", "residual_transformer"]
+MODELS = ["s1", "s4_multitask", "fusion_gated", "fusion_low_rank_tensor", "fusion_attention", "residual_transformer",
+          "shared_encoder"]
 
 FIT_WORKER = """
 import json, sys, tempfile

@@ -40,7 +40,9 @@ def test_list_models_and_datasets():
     assert mmkeras.list_models("s4*") == ["s4", "s4_multitask"]
     assert mmkeras.list_models(family="vqa") == ["vqa"]
     assert set(mmkeras.list_models()) >= {"s0", "s1", "vqa", "fusion_gated"}
-    assert mmkeras.list_datasets() == ["easy_vqa", "easy_vqa_yes_no", "fashion_mnist_captions"]
+    assert mmkeras.list_datasets() == [
+        "easy_vqa", "easy_vqa_descriptions", "easy_vqa_yes_no", "fashion_mnist_captions", "fashion_mnist_descriptions",
+    ]
 
 
 def test_the_installed_console_script_runs():

@@ -371,6 +371,28 @@ def test_multi_worker_trains_a_task_with_its_own_loss(tmp_path):
         np.testing.assert_allclose(history0[key], history[key], rtol=1e-4, atol=1e-5, err_msg=key)
 
 
+@pytest.mark.slow  # two worker processes and one more (about 15 s)
+def test_multi_worker_trains_a_dual_encoder_with_negatives_from_both_workers(tmp_path):
+    """2 MultiWorkerMirroredStrategy workers train a dual encoder (its contrastive loss gathers the
+    embeddings of both workers), with an uneven last batch: identical weights on both, equal to one
+    process on the same global batches. Batch norm is off: its statistics are per replica."""
+    args = ["--model", "clip_small", "--overrides", json.dumps({"image_encoder": {"batch_norm": False}}),
+            "--epochs", "2", "--steps", "3", "--batch-size", "8", "--last-batch", "5"]
+    outputs = ["--out", "{}.npz", "--losses", "{}.json"]
+    with Runs(tmp_path) as runs:
+        workers = runs.start_workers("worker", [*args, *(a.format("worker{task}") for a in outputs)])
+        one = runs.start("one", [*args, *(a.format("one") for a in outputs)])
+        for proc, log in (*workers, one):
+            runs.wait(proc, log)
+    assert _lines(workers[0][1], "READY") == ["READY replicas=2"]
+    (it0, w0), (it1, w1), (it, w) = (_weights(tmp_path / f) for f in ("worker0.npz", "worker1.npz", "one.npz"))
+    assert it0 == it1 == it == 6
+    _assert_same_weights(w0, w1, atol=0)
+    _assert_same_weights(w0, w, atol=1e-5)
+    losses0, losses = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("worker0", "one"))
+    np.testing.assert_allclose(losses0, losses, rtol=1e-4, atol=1e-5)
+
+
 KILL = ["--model", "s0", "--epochs", "3", "--steps", "6", "--batch-size", "8"]
 
 

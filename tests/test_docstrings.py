@@ -32,6 +32,7 @@ SLOW = set()
 NEEDS_FASHION_MNIST = {
     "mmkeras.data.fashion_mnist.load_fashion_mnist_captions",
     "mmkeras.data.fashion_mnist.read_idx",
+    "mmkeras.data.retrieval_datasets.load_fashion_mnist_descriptions",
 }
 
 

@@ -18,7 +18,8 @@ from mmkeras.encoders import IMAGE_ENCODERS, TEXT_ENCODERS, applications_encoder
 from mmkeras.fusion import ACTIVATIONS, FUSIONS, SEQUENCE_CELLS, SequenceFusion, get_fusion
 from mmkeras.heads import HEADS, BinaryHead, get_head
 from mmkeras.parts import build_image_encoder, build_text_encoder
-from mmkeras.tasks import FusionClassifier, ModelTask, Task
+from mmkeras.tasks import DualEncoder, FusionClassifier, ModelTask, Task
+from mmkeras.tasks.dual_encoder import LOSSES, LogitScale
 from mmkeras.tasks.head_task import OPTIMIZERS
 from mmkeras.tasks.task import INPUT_KINDS
 
@@ -61,6 +62,12 @@ CASES = [
     ("model-head", lambda v: FusionClassifier(head=v, **TINY), "head", tuple(HEADS), None),
     ("model-raw_text", lambda v: FusionClassifier(raw_text=v, **TINY), "raw_text", BOOL, FusionClassifier),
     ("model-optimizer", lambda v: FusionClassifier(optimizer=v, **TINY), "optimizer", OPTIMIZERS, FusionClassifier),
+    ("dual-loss", lambda v: DualEncoder(loss=v, **TINY), "loss", LOSSES, DualEncoder),
+    ("dual-optimizer", lambda v: DualEncoder(optimizer=v, **TINY), "optimizer", OPTIMIZERS, DualEncoder),
+    ("dual-raw_text", lambda v: DualEncoder(raw_text=v, **TINY), "raw_text", BOOL, DualEncoder),
+    ("dual-gather_negatives", lambda v: DualEncoder(gather_negatives=v, **TINY), "gather_negatives", BOOL, DualEncoder),
+    ("dual-learn_temperature", lambda v: DualEncoder(learn_temperature=v, **TINY), "learn_temperature", BOOL, DualEncoder),
+    ("logit_scale-trainable_scale", lambda v: LogitScale(trainable_scale=v), "trainable_scale", BOOL, None),
     ("model_task-optimizer", lambda v: ModelTask(_tiny_model(), "binary", optimizer=v), "optimizer", OPTIMIZERS, None),
     ("task-input_kinds", lambda v: Task(None, None, input_kinds={"image": v}), "input_kinds['image']", INPUT_KINDS, None),
     ("resolve_precision", lambda v: precision.resolve_precision(v), "precision", precision.PRECISIONS, None),
@@ -93,7 +100,7 @@ def test_every_checked_argument_has_a_case():
     make_api = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_api)
     covered = {(c[4], c[2]) for c in CASES if c[4] is not None}
-    documented = [*IMAGE_ENCODERS.values(), *TEXT_ENCODERS.values(), *FUSIONS.values(), *HEADS.values(), FusionClassifier]
+    documented = [*IMAGE_ENCODERS.values(), *TEXT_ENCODERS.values(), *FUSIONS.values(), *HEADS.values(), FusionClassifier, DualEncoder]
     missing = [
         f"{getattr(obj, '__name__', obj)}({argument}=...)"
         for obj in documented

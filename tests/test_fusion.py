@@ -1,5 +1,7 @@
 """The fusion layers compute what their docstrings say, for two and three modalities."""
 
+import math
+
 import keras
 import numpy as np
 import pytest
@@ -181,6 +183,42 @@ def reference_lstm(cell, xs):
     return h
 
 
+def reference_layer_norm(norm, x):
+    mean, variance = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    return (x - mean) / np.sqrt(variance + norm.epsilon) * _np(norm.gamma) + _np(norm.beta)
+
+
+def _gelu(x):
+    return 0.5 * x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))
+
+
+def reference_transformer_block(block, x, keep):
+    """A pre-norm encoder block: `x + MHA(LN(x))`, then `x + W_2 gelu(W_1 LN(x) + b_1) + b_2`;
+    `keep` (batch, tokens) says which tokens may be attended to."""
+    w = {"/".join(v.path.split("/")[-2:]): _np(v) for v in block.weights}
+    h = reference_layer_norm(block.attention_norm, x)
+    q, k, v = (np.einsum("btd,dnh->btnh", h, w[f"{p}/kernel"]) + w[f"{p}/bias"] for p in ("query", "key", "value"))
+    scores = np.einsum("btnh,bsnh->bnts", q, k) / np.sqrt(q.shape[-1])
+    weights = _softmax(np.where(keep[:, None, None, :], scores, -np.inf), axis=-1)
+    context = np.einsum("bnts,bsnh->btnh", weights, v)
+    x = x + np.einsum("btnh,nhd->btd", context, w["attention_output/kernel"]) + w["attention_output/bias"]
+    h = reference_layer_norm(block.ffn_norm, x)
+    return x + _gelu(h @ w["ffn_in/kernel"] + w["ffn_in/bias"]) @ w["ffn_out/kernel"] + w["ffn_out/bias"]
+
+
+def reference_shared_transformer(layer, xs, keeps):
+    """`[CLS, P_1 x_1 + t_1, ..., P_n x_n + t_n]` through every block; the normalised CLS state.
+    `xs` are projected sequences (batch, length_i, width); `keeps` their (batch, length_i) masks."""
+    batch, width = xs[0].shape[0], xs[0].shape[-1]
+    types = _np(layer.type_embeddings)
+    tokens = np.concatenate([np.tile(_np(layer.cls_token), (batch, 1, 1))] + [x + types[i] for i, x in enumerate(xs)], axis=1)
+    keep = np.concatenate([np.ones((batch, 1), bool)] + list(keeps), axis=1)
+    assert tokens.shape == (batch, keep.shape[1], width) and len(layer.blocks) == layer.num_layers
+    for block in layer.blocks:
+        tokens = reference_transformer_block(block, tokens, keep)
+    return reference_layer_norm(layer.final_norm, tokens[:, 0])
+
+
 def reference_fusion(layer, inputs):
     """What each fusion layer's docstring says it computes, in float64 numpy."""
     raw = [np.asarray(x, "float64") for x in inputs]
@@ -229,6 +267,8 @@ def reference_fusion(layer, inputs):
         cell = layer.rnn.cell
         assert type(cell) is {"gru": keras.layers.GRUCell, "lstm": keras.layers.LSTMCell}[layer.cell]
         return (reference_gru if layer.cell == "gru" else reference_lstm)(cell, xs)
+    if isinstance(layer, fusion.SharedTransformerFusion):  # each vector is one token
+        return reference_shared_transformer(layer, [x[:, None, :] for x in xs], [np.ones((x.shape[0], 1), bool) for x in xs])
     raise AssertionError(f"no numpy reference for {type(layer).__name__}")
 
 
@@ -256,6 +296,9 @@ REFERENCE_CASES = [
     ("sequence", {}, MIXED),
     ("sequence", {"units": 4}, MIXED),
     ("sequence", {"units": 4, "cell": "lstm"}, MIXED),
+    ("shared_transformer", {"num_heads": 1}, MIXED),  # units=None: the first modality's width (3)
+    ("shared_transformer", {"units": 4, "num_layers": 2}, MIXED),
+    ("shared_transformer", {"units": 4, "intermediate_dim": 6, "activation": "tanh"}, MIXED),
 ]
 
 
@@ -297,3 +340,22 @@ def test_attention_weights_match_the_reference_softmax():
     q, k = hidden @ _np(layer.query_kernel), hidden @ _np(layer.key_kernel)
     expected = _softmax(np.einsum("bqd,bkd->bqk", q, k) / 2.0, axis=-1)  # sqrt(units=4)
     np.testing.assert_allclose(ops.convert_to_numpy(layer.attention_weights([A, B, C])), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("count", ["two", "three"])
+def test_shared_transformer_matches_its_numpy_reference_on_masked_sequences(count):
+    """Sequences of different lengths and widths, one with padding masked (rows keep 2, all, 1, 4 tokens)."""
+    patches = RNG.normal(size=(4, 5, 3)).astype("float32")
+    words = RNG.normal(size=(4, 6, 5)).astype("float32")
+    keep = np.arange(6)[None, :] < np.array([[2], [6], [1], [4]])
+    inputs, masks = [patches, words, C][: {"two": 2, "three": 3}[count]], [None, keep, None]
+    layer = fusion.get_fusion("shared_transformer", units=4, num_layers=2)
+    layer(inputs, mask=masks[: len(inputs)])
+    randomize_weights(layer)
+    out = ops.convert_to_numpy(layer(inputs, mask=masks[: len(inputs)]))
+    projected = reference_projection(layer, inputs)
+    sequences = [x if x.ndim == 3 else x[:, None, :] for x in projected]
+    keeps = [np.ones(x.shape[:2], bool) if m is None else m for x, m in zip(sequences, masks)]
+    expected = reference_shared_transformer(layer, sequences, keeps)
+    assert out.shape == expected.shape == (4, 4)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)

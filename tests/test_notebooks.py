@@ -2,6 +2,7 @@
 claims: each executed notebook's printed output is read back and its key facts asserted (a notebook
 that prints `False`, a wrong count or an error message where it promises a result fails here)."""
 
+import ast
 import glob
 import os
 import re
@@ -110,8 +111,61 @@ def check_05(text):
     assert line(text, r"-> (regression, classes None)$")
 
 
+def check_06(text):
+    """06_retrieval: the quick run's pair counts; search results k per query, best first, mostly in
+    the class the query names (18-21 of 25 measured, chance 2.5); recall, MRR and zero-shot numbers
+    in [0, 1], class level and zero-shot well above chance (0.1 with 10 classes; the quick run gives
+    0.77-0.80 over seeds 0-2 and in float32), the notebook's zero-shot accuracy within 0.01 of the
+    run's; the three signatures; served zero-shot answers from the class names for the first 8 test
+    photos; served embeddings equal to the live model's within the notebook's tolerance (1e-2 in
+    mixed bfloat16, where graph and eager round differently: about 2e-3 measured; 1e-5 in float32)."""
+    limit = int(line(text, r"^quick mode - limit (\d+),"))
+    train, validation, tested = (int(n.replace(",", "")) for n in line(text, r"^([\d,]+) train / ([\d,]+) validation / ([\d,]+) test pairs"))
+    assert (train + validation, tested) == (limit, limit) and validation > 0, (train, validation, tested)
+    classes = ["t-shirt or top", "trousers", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]
+    assert line(text, r"^classes: (.*)$") == str(classes)
+    searches = re.findall(r"^'(.+?)' -> (.*)$", text, flags=re.MULTILINE)
+    assert len(searches) == 5, text
+    for query, hits in searches:
+        found = re.findall(r"(?:^|, )([a-z -]+) \((-?\d\.\d+)\)", hits)
+        assert len(found) == 5 and {name for name, _ in found} <= set(classes), (query, hits)
+        similarities = [float(s) for _, s in found]
+        assert similarities == sorted(similarities, reverse=True) and -1 <= min(similarities) <= max(similarities) <= 1, (query, hits)
+    assert "[not in the vocabulary: ['winter']]" in text
+    in_class, total = (int(n) for n in line(text, r"^hits in the class the query names: (\d+)/(\d+)$"))
+    assert total == 25 and in_class >= 10, in_class  # chance: about 2.5
+    assert re.findall(r"^photo \d+ \((.+)\):$", text, flags=re.MULTILINE) == ["ankle boot", "pullover", "trousers"], text
+    texts_found = re.findall(r"^    (-?\d\.\d+)  \S.*$", text, flags=re.MULTILINE)
+    assert len(texts_found) == 9, text
+    for first in range(0, 9, 3):
+        similarities = [float(s) for s in texts_found[first : first + 3]]
+        assert similarities == sorted(similarities, reverse=True), texts_found
+    count, accuracy, measured = line(text, r"^zero-shot accuracy over ([\d,]+) test photos: (\S+) \(chance 0\.1; the run measured (\S+)\)$")
+    accuracy, measured = float(accuracy), float(measured)
+    assert int(count.replace(",", "")) == tested and 0.3 < accuracy <= 1 and abs(accuracy - measured) <= 0.01, (accuracy, measured)
+    per_class = re.findall(r"^  (.+?)\s+(\d\.\d{3})$", text, flags=re.MULTILINE)
+    assert [name for name, _ in per_class] == classes and all(0 <= float(a) <= 1 for _, a in per_class), per_class
+    assert line(text, r"^probabilities: (\(4, 10\)) rows sum to \[1\. 1\. 1\. 1\.\]$")
+    rows = dict(re.findall(r"^((?:pair |class) (?:text->image|image->text))\s+(.*)$", text, flags=re.MULTILINE))
+    assert len(rows) == 4, text
+    for name, values in rows.items():
+        r1, r5, r10, median, mrr = numbers(values)
+        assert 0 <= r1 <= r5 <= r10 <= 1 and 0 < mrr <= 1 and median >= 1, (name, values)
+    class_r1 = numbers(rows["class text->image"])[0]
+    assert class_r1 > 0.3 and class_r1 > numbers(rows["pair  text->image"])[0], rows
+    assert line(text, r"^signatures: (.*)$") == "['embed_image', 'embed_text', 'serving_default']"
+    assert "{'logits': (8, 10), 'similarity': (8, 10)}" in text
+    served = ast.literal_eval(line(text, r"^served zero-shot: (\[.*\])$"))
+    truth = ast.literal_eval(line(text, r"^truth:\s+(\[.*\])$"))
+    assert truth == ["ankle boot", "pullover", "trousers", "trousers", "shirt", "trousers", "coat", "shirt"], truth
+    assert len(served) == 8 and set(served) <= set(classes), served
+    difference, tolerance, precision = line(text, r"^served vs live: largest difference (\S+) \(tolerance (\S+); precision (\S+)\)$")
+    assert float(difference) < float(tolerance) <= 1e-2, (difference, tolerance, precision)
+    assert precision != "float32" or float(tolerance) == 1e-5, (tolerance, precision)
+
+
 CHECKS = {"03_export_and_serve.ipynb": check_03, "04_distributed.ipynb": check_04,
-          "05_your_own_data.ipynb": check_05}
+          "05_your_own_data.ipynb": check_05, "06_retrieval.ipynb": check_06}
 
 
 def test_there_are_notebooks():

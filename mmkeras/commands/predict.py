@@ -29,6 +29,9 @@ def add_parser(subparsers):
 
 def print_answer(result, indent=""):
     """Print one answer: the class and its probability (and runners-up), labels, or a value."""
+    if "similarity" in result:  # a dual encoder: how well the text describes the image
+        print(f"{indent}similarity {result['similarity']:.4f}	(cosine, from -1 to 1)")
+        return
     if "answer" not in result:  # a multi-task model: one answer per output
         for name, answer in result.items():
             print(f"{indent}{name}:")

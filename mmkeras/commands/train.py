@@ -55,7 +55,8 @@ def add_parser(subparsers):
     parser.add_argument(
         "--dataset",
         default=None,
-        help="easy_vqa (13 answers), easy_vqa_yes_no (binary) or fashion_mnist_captions; "
+        help="easy_vqa (13 answers), easy_vqa_yes_no (binary), fashion_mnist_captions; for a dual encoder "
+        "(--model clip_small) fashion_mnist_descriptions or easy_vqa_descriptions; "
         f"default {DEFAULT_DATASET} (unless --data is given)",
     )
     own = parser.add_argument_group("your own data")

@@ -5,6 +5,8 @@
 | `easy_vqa` | image + question -> one of 13 answers (softmax) | PyPI `easy-vqa` (generated images and questions) |
 | `easy_vqa_yes_no` | image + yes/no question -> yes or no (sigmoid) | the same, its yes/no questions only |
 | `fashion_mnist_captions` | photo + caption -> match or not (sigmoid), plus 10-way caption ranking | Debian `dataset-fashion-mnist` (real photos) |
+| `fashion_mnist_descriptions` | photo <-> description generated from its class (retrieval, 10 classes) | the same |
+| `easy_vqa_descriptions` | shape image <-> description of its colour and shape (retrieval, 24 classes) | PyPI `easy-vqa` |
 
 Each loader returns a `DatasetSplits`: `train`, `validation` and `test` `Examples`, the class
 names and the task, ready for `Examples.to_dataset`. Nothing is ever downloaded.
@@ -24,7 +26,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from mmkeras.data.pipeline import Examples
-from mmkeras.defaults import TASKS
+from mmkeras.defaults import SPLIT_TASKS, TASKS  # noqa: F401  (TASKS: imported from here by tables.py)
 from mmkeras.validation import check_fraction, check_one_of, check_positive_int, check_seed
 
 
@@ -38,9 +40,10 @@ class DatasetSplits:
         train, validation, test: `Examples` (validation may be None with `validation_split=0`).
         class_names: list of str, the name of each class (for a binary task `[negative, positive]`);
             None for regression.
-        task: the head the dataset trains, one of `TASKS`: `"binary"`, `"multiclass"`,
-            `"multilabel"` or `"regression"`.
-        output_name: str, the name of the model's output (`"answer"`, `"match"`).
+        task: what the dataset trains, one of `SPLIT_TASKS`: a head (`"binary"`, `"multiclass"`,
+            `"multilabel"` or `"regression"`) or `"retrieval"`: (image, text) pairs for a dual
+            encoder, labelled with their class index (every image of a text's class is relevant).
+        output_name: str, the name of the model's output (`"answer"`, `"match"`, `"similarity"`).
         image_shape: `(height, width, channels)` of the images.
         sequence_length: int, token ids per text that covers the longest text.
         description: one paragraph on what the dataset is (and is not).
@@ -50,7 +53,7 @@ class DatasetSplits:
             its settings), recorded in a run's `metrics.json` so `evaluate` can read it again.
 
     Raises:
-        ValueError: for a `task` not in `TASKS`, or class names that do not fit it.
+        ValueError: for a `task` not in `SPLIT_TASKS`, or class names that do not fit it.
     """
 
     name: str
@@ -67,9 +70,9 @@ class DatasetSplits:
     source: Optional[dict] = None
 
     def __post_init__(self):
-        check_one_of("task", self.task, TASKS)
-        if self.task == "regression":
-            return
+        check_one_of("task", self.task, SPLIT_TASKS)
+        if self.task == "regression" or (self.task == "retrieval" and self.class_names is None):
+            return  # pairs without classes: only the pair-level retrieval metrics
         if self.class_names is None or len(self.class_names) < 2:
             raise ValueError(
                 f"`class_names` must name at least two classes for a {self.task} task. "
@@ -102,7 +105,17 @@ class DatasetSplits:
         )
 
     def head_spec(self):
-        """The `head` argument of `build_model` for this task."""
+        """The `head` argument of `build_model` for this task.
+
+        Raises:
+            ValueError: for a retrieval dataset, which trains a dual encoder, not a head.
+        """
+        if self.task == "retrieval":
+            raise ValueError(
+                "a retrieval dataset trains a dual encoder (e.g. mmkeras.get_model('clip_small')), which has "
+                f"no head: pass it to a dual encoder, not to a model with a head. Received: dataset {self.name!r} "
+                "with task='retrieval'"
+            )
         if self.task == "binary":
             return {"kind": "binary", "name": self.output_name}
         if self.task == "regression":
@@ -182,7 +195,7 @@ def list_datasets():
     Example:
 
     >>> list_datasets()
-    ['easy_vqa', 'easy_vqa_yes_no', 'fashion_mnist_captions']
+    ['easy_vqa', 'easy_vqa_descriptions', 'easy_vqa_yes_no', 'fashion_mnist_captions', 'fashion_mnist_descriptions']
     """
     return sorted(_DATASETS)
 

@@ -1,4 +1,5 @@
-"""Image encoders: each builder returns a `keras.Model` from an image to a feature vector.
+"""Image encoders: each builder returns a `keras.Model` from an image to a feature vector, or (the
+`patch` stem of a shared-encoder model) to a sequence of patch embeddings.
 
 Layer names are stable and prefixed (`image_block1_conv`, `image_flatten`, ...), so summaries
 read well and weights can be moved between models by name.
@@ -7,6 +8,7 @@ read well and weights can be moved between models by name.
 import os
 
 import keras
+from keras import ops
 
 from mmkeras.validation import (
     check_bool,
@@ -15,6 +17,7 @@ from mmkeras.validation import (
     check_int_tuple,
     check_one_of,
     check_positive_int,
+    received,
 )
 
 PADDINGS = ("valid", "same")
@@ -36,6 +39,22 @@ def _pool(x, pooling, pool_size, name):
     return layer(pool_size, name=name)(x)
 
 
+def _conv(x, width, kernel_size, padding, batch_norm, prefix, momentum=0.99):
+    """Conv2D + ReLU, or Conv2D (no bias) + BatchNormalization + ReLU: `{prefix}_conv`, `_bn`, `_relu`."""
+    x = keras.layers.Conv2D(
+        width,
+        kernel_size,
+        padding=padding,
+        activation=None if batch_norm else "relu",
+        use_bias=not batch_norm,
+        name=f"{prefix}_conv",
+    )(x)
+    if batch_norm:
+        x = keras.layers.BatchNormalization(momentum=momentum, name=f"{prefix}_bn")(x)
+        x = keras.layers.Activation("relu", name=f"{prefix}_relu")(x)
+    return x
+
+
 def _dense_stack(x, dense_units, dropout, prefix):
     for i, units in enumerate(dense_units, start=1):
         x = keras.layers.Dense(units, activation="relu", name=f"{prefix}_dense{i}")(x)
@@ -55,6 +74,7 @@ def cnn_encoder(
     dense_units=(),
     batch_norm=False,
     dropout=0.0,
+    batch_norm_momentum=0.99,
     name="image_encoder",
 ):
     """A plain CNN: blocks of Conv2D (+ BatchNorm) + pooling, then Flatten or global pooling.
@@ -74,6 +94,9 @@ def cnn_encoder(
         dense_units: sequence of ints, Dense(relu) layers after the vector. Defaults to `()`.
         batch_norm: bool, BatchNormalization after each conv. Defaults to `False`.
         dropout: float, dropout after each dense layer. Defaults to `0.0`.
+        batch_norm_momentum: float in (0, 1), the momentum of the batch norm's moving statistics
+            (what inference uses). Keras' `0.99` needs several hundred steps to settle; a short
+            training wants less (the dual encoders use `0.9`). Defaults to `0.99`.
         name: str, the model's name. Defaults to `"image_encoder"`.
 
     Returns:
@@ -95,6 +118,10 @@ def cnn_encoder(
     check_bool("batch_norm", batch_norm)
     dense_units = check_int_tuple("dense_units", dense_units)
     dropout = check_fraction("dropout", dropout)
+    if isinstance(batch_norm_momentum, bool) or not isinstance(batch_norm_momentum, (int, float)) or not 0 < batch_norm_momentum < 1:
+        raise ValueError(
+            f"`batch_norm_momentum` must be a number in (0, 1). Received: batch_norm_momentum={batch_norm_momentum!r}"
+        )
 
     inputs = keras.Input(image_shape, name="image")
     x = inputs
@@ -109,17 +136,7 @@ def cnn_encoder(
     for i, width in enumerate(filters, start=1):
         if padding == "valid":
             check_room(x, kernel_size, "convolution", i)
-        x = keras.layers.Conv2D(
-            width,
-            kernel_size,
-            padding=padding,
-            activation=None if batch_norm else "relu",
-            use_bias=not batch_norm,
-            name=f"image_block{i}_conv",
-        )(x)
-        if batch_norm:
-            x = keras.layers.BatchNormalization(name=f"image_block{i}_bn")(x)
-            x = keras.layers.Activation("relu", name=f"image_block{i}_relu")(x)
+        x = _conv(x, width, kernel_size, padding, batch_norm, f"image_block{i}", batch_norm_momentum)
         if pooling is not None:
             check_room(x, pool_size, "pooling", i)
             x = _pool(x, pooling, pool_size, f"image_block{i}_pool")
@@ -294,8 +311,114 @@ def applications_encoder(
     return keras.Model(inputs, x, name=name)
 
 
+@keras.saving.register_keras_serializable(package="mmkeras")
+class PositionEmbedding(keras.layers.Layer):
+    """Adds a learned embedding per position to a sequence `(batch, length, width)`.
+
+    The table has one row per position of the sequence it is built for (its length must be known);
+    a Keras mask on the input passes through.
+
+    Args:
+        **kwargs: forwarded to `keras.layers.Layer` (`name`, `dtype`, `trainable`).
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = PositionEmbedding()
+    >>> tuple(layer(np.zeros((2, 16, 8), "float32")).shape), tuple(layer.positions.shape)
+    ((2, 16, 8), (16, 8))
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        if len(input_shape) != 3 or input_shape[1] is None or input_shape[2] is None:
+            raise ValueError(
+                "PositionEmbedding expects sequences (batch, length, width) of known length and width. "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+        self.positions = self.add_weight(
+            shape=tuple(input_shape[1:]),
+            initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            name="positions",
+        )
+
+    def call(self, inputs):
+        return inputs + ops.cast(self.positions, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def patch_encoder(image_shape=(64, 64, 3), patch_size=8, embedding_dim=64, stem_filters=(), name="image_encoder"):
+    """The image stem of a shared-encoder model: square patches, each embedded, plus positions.
+
+    The image is cut into non-overlapping `patch_size` x `patch_size` patches, each patch is
+    mapped to `embedding_dim` features (a strided `Conv2D`, `image_patch_embedding`), and a
+    learned position embedding (`image_position_embedding`) is added, as in ViT (Dosovitskiy et
+    al. 2021, "An Image is Worth 16x16 Words"). With `stem_filters`, a convolutional stem comes
+    first, as in ViT's hybrid model: per entry a 3x3 convolution + batch normalisation + ReLU
+    and a 2x2 max pooling (`image_stem{i}_conv`, ..., `image_stem{i}_pool`, the `cnn` encoder's
+    blocks), each halving the resolution; the patches are then cut from its feature map, each
+    token still covering `patch_size` x `patch_size` pixels. The output is the sequence of patch
+    tokens, row by row, for a fusion that reads sequences (`shared_transformer`), not a vector.
+
+    Args:
+        image_shape: tuple `(height, width, channels)`; `patch_size` must divide the height and
+            the width. Defaults to `(64, 64, 3)`.
+        patch_size: int, the side of each square patch, in pixels; a multiple of
+            `2 ** len(stem_filters)`. Defaults to `8`.
+        embedding_dim: int, the features per patch token. Defaults to `64`.
+        stem_filters: sequence of ints, the filters of each block of the convolutional stem;
+            empty for linear patch embeddings. Defaults to `()`.
+        name: str. Defaults to `"image_encoder"`.
+
+    Returns:
+        A `keras.Model` from `(batch, *image_shape)` floats to
+        `(batch, (height // patch_size) * (width // patch_size), embedding_dim)`.
+
+    Example:
+
+    >>> encoder = patch_encoder((32, 32, 3), patch_size=8, embedding_dim=16)
+    >>> encoder.output_shape
+    (None, 16, 16)
+    >>> patch_encoder((32, 32, 3), patch_size=8, embedding_dim=16, stem_filters=(8, 16)).output_shape
+    (None, 16, 16)
+    """
+    image_shape = check_image_shape("image_shape", image_shape)
+    check_positive_int("patch_size", patch_size)
+    check_positive_int("embedding_dim", embedding_dim)
+    stem_filters = check_int_tuple("stem_filters", stem_filters)
+    height, width = image_shape[:2]
+    if height % patch_size or width % patch_size:
+        raise ValueError(
+            f"`patch_size` must divide the image's height and width ({height}x{width}) into whole "
+            f"patches. {received('patch_size', patch_size)}"
+        )
+    reduction = 2 ** len(stem_filters)
+    if patch_size % reduction:
+        raise ValueError(
+            f"`patch_size` must be a multiple of {reduction}: the {len(stem_filters)} blocks of "
+            f"`stem_filters={stem_filters}` each halve the resolution. {received('patch_size', patch_size)}"
+        )
+
+    inputs = keras.Input(image_shape, name="image")
+    x = inputs
+    for i, filters in enumerate(stem_filters, start=1):
+        x = _conv(x, filters, 3, "same", True, f"image_stem{i}")
+        x = _pool(x, "max", 2, f"image_stem{i}_pool")
+    cell = patch_size // reduction
+    x = keras.layers.Conv2D(embedding_dim, cell, strides=cell, name="image_patch_embedding")(x)
+    x = keras.layers.Reshape(((height // patch_size) * (width // patch_size), embedding_dim), name="image_patches")(x)
+    x = PositionEmbedding(name="image_position_embedding")(x)
+    return keras.Model(inputs, x, name=name)
+
+
 IMAGE_ENCODERS = {
     "cnn": cnn_encoder,
     "residual_cnn": residual_cnn_encoder,
     "applications": applications_encoder,
+    "patch": patch_encoder,
 }

@@ -1,8 +1,10 @@
-"""Text encoders: each builder returns a `keras.Model` from token ids to a feature vector.
+"""Text encoders: each builder returns a `keras.Model` from token ids to a feature vector, or (the
+`embedding` stem of a shared-encoder model) to the sequence of token embeddings.
 
 Token id 0 is padding (as `keras.layers.TextVectorization` produces it). The recurrent and
 Transformer encoders mask it: their embeddings carry a mask, and recurrent layers, attention and
-pooling skip padded positions. The convolutional encoder does not mask: padded positions are
+pooling skip padded positions. The `embedding` stem hands its mask on with its sequence (the
+`shared_transformer` fusion reads it). The convolutional encoder does not mask: padded positions are
 embedded like any token and take part in its max pooling.
 Raw strings become token ids through the task's preprocessor
 (`mmkeras.preprocessing.Preprocessor`, learned with `text_vectorizer`), in the `tf.data`
@@ -250,8 +252,42 @@ def transformer_text_encoder(
     return keras.Model(inputs, x, name=name)
 
 
+def embedding_encoder(sequence_length=100, vocab_size=10000, embedding_dim=64, name="text_encoder"):
+    """The text stem of a shared-encoder model: token plus position embeddings, as a sequence.
+
+    A `TokenAndPositionEmbedding` (`text_embedding`) and nothing after it: the tokens go to a
+    fusion that reads sequences (`shared_transformer`), which does the encoding. The output
+    carries a Keras mask, False at padding (token id 0).
+
+    Args:
+        sequence_length: int, tokens per text. Defaults to `100`.
+        vocab_size: int, number of token ids. Defaults to `10000`.
+        embedding_dim: int, the features per token. Defaults to `64`.
+        name: str. Defaults to `"text_encoder"`.
+
+    Returns:
+        A `keras.Model` from `(batch, sequence_length)` token ids to
+        `(batch, sequence_length, embedding_dim)`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> encoder = embedding_encoder(sequence_length=6, vocab_size=50, embedding_dim=16)
+    >>> encoder.output_shape
+    (None, 6, 16)
+    >>> keras.ops.convert_to_numpy(encoder(np.array([[4, 9, 0, 0, 0, 0]]))._keras_mask)
+    array([[ True,  True, False, False, False, False]])
+    """
+    inputs = _token_input(sequence_length)
+    check_positive_int("vocab_size", vocab_size)
+    check_positive_int("embedding_dim", embedding_dim)
+    x = TokenAndPositionEmbedding(vocab_size, sequence_length, embedding_dim, name="text_embedding")(inputs)
+    return keras.Model(inputs, x, name=name)
+
+
 TEXT_ENCODERS = {
     "rnn": rnn_encoder,
     "conv": conv_text_encoder,
     "transformer": transformer_text_encoder,
+    "embedding": embedding_encoder,
 }

@@ -27,6 +27,7 @@ FUSION_ARGS = {
     "tensor": {"units": 16},
     "low_rank_tensor": {"units": 64, "rank": 4},
     "sequence": {"units": 64},
+    "shared_transformer": {"units": 64, "num_heads": 4},
 }
 
 for _method, _args in FUSION_ARGS.items():

@@ -3,13 +3,15 @@
 - `Task`: the base protocol (a `keras.Model` built functionally, `get_config` = constructor args).
 - `HeadTask`: a task whose outputs are `mmkeras.heads` heads.
 - `FusionClassifier`: image encoder + text encoder -> fusion -> head (the zoo's family).
+- `DualEncoder`: an image tower and a text tower in one embedding space (retrieval, zero-shot).
 - `ModelTask`: any Keras model with dict inputs, made a task by naming its head (your own model,
   or a `.keras` file written by mmkeras 0.1).
 """
 
+from mmkeras.tasks.dual_encoder import DualEncoder
 from mmkeras.tasks.fusion_classifier import FusionClassifier
 from mmkeras.tasks.head_task import HeadTask
 from mmkeras.tasks.model_task import ModelTask
 from mmkeras.tasks.task import Task
 
-__all__ = ["FusionClassifier", "HeadTask", "ModelTask", "Task"]
+__all__ = ["DualEncoder", "FusionClassifier", "HeadTask", "ModelTask", "Task"]

@@ -8,14 +8,12 @@ import keras
 
 from mmkeras.heads import get_head
 from mmkeras.parts import build_fusion, build_image_encoder, build_text_encoder, deserialize_part, serialize_part
-from mmkeras.preprocessing import Preprocessor
 from mmkeras.tasks.head_task import HeadTask
+from mmkeras.tasks.task import resolve_text_input
 from mmkeras.validation import (
-    check_bool,
     check_fraction,
     check_image_shape,
     check_int_tuple,
-    check_positive_int,
     received,
 )
 
@@ -103,29 +101,10 @@ class FusionClassifier(HeadTask):
         image_shape = check_image_shape("image_shape", image_shape)
         hidden_units = check_int_tuple("hidden_units", hidden_units)
         dropout = check_fraction("dropout", dropout)
-        check_bool("raw_text", raw_text)
-        if preprocessor is not None and not isinstance(preprocessor, Preprocessor):
-            raise ValueError(f"`preprocessor` must be a mmkeras.preprocessing.Preprocessor or None. {received('preprocessor', preprocessor)}")
-        if text_vectorizer is not None:
-            if not isinstance(text_vectorizer, keras.layers.TextVectorization):
-                raise ValueError(
-                    "`text_vectorizer` must be a keras.layers.TextVectorization (see "
-                    f"mmkeras.preprocessing.text_vectorizer). {received('text_vectorizer', text_vectorizer)}"
-                )
-            class_names = None if preprocessor is None else preprocessor.class_names
-            preprocessor = Preprocessor.from_vectorizer(
-                text_vectorizer, image_shape=image_shape if image_encoder is not None else None, class_names=class_names
-            )
-            raw_text = True
-        if raw_text:
-            if preprocessor is None or preprocessor.vocabulary is None:
-                raise ValueError(
-                    "`raw_text=True` tokenizes inside the graph, so `preprocessor` must hold the vocabulary "
-                    f"(or pass `text_vectorizer`). {received('preprocessor', preprocessor)}"
-                )
-            sequence_length, vocab_size = preprocessor.sequence_length, preprocessor.vocab_size
-        check_positive_int("sequence_length", sequence_length)
-        check_positive_int("vocab_size", vocab_size)
+        preprocessor, raw_text, sequence_length, vocab_size = resolve_text_input(
+            preprocessor, text_vectorizer, raw_text, image_shape if image_encoder is not None else None,
+            sequence_length, vocab_size,
+        )
         if image_encoder is None and text_encoder is None:
             raise ValueError("A model needs at least one of `image_encoder` and `text_encoder`. Received: both None")
         head = get_head(deserialize_part(head), num_classes=num_classes)

@@ -27,6 +27,40 @@ from mmkeras.validation import check_one_of, received
 INPUT_KINDS = ("image", "token_ids", "text")
 
 
+def resolve_text_input(preprocessor, text_vectorizer, raw_text, image_shape, sequence_length, vocab_size):
+    """The text arguments of a task, checked: `(preprocessor, raw_text, sequence_length, vocab_size)`.
+
+    A `text_vectorizer` (an adapted `TextVectorization`) is shorthand for `raw_text=True` with a
+    preprocessor made from it (keeping `preprocessor`'s class names); with `raw_text` the
+    preprocessor must hold the vocabulary, and the sequence length and vocabulary size come from it.
+    `image_shape` is the preprocessor's image shape (None for a text-only model).
+    """
+    from mmkeras.validation import check_bool, check_positive_int
+
+    check_bool("raw_text", raw_text)
+    if preprocessor is not None and not isinstance(preprocessor, Preprocessor):
+        raise ValueError(f"`preprocessor` must be a mmkeras.preprocessing.Preprocessor or None. {received('preprocessor', preprocessor)}")
+    if text_vectorizer is not None:
+        if not isinstance(text_vectorizer, keras.layers.TextVectorization):
+            raise ValueError(
+                "`text_vectorizer` must be a keras.layers.TextVectorization (see "
+                f"mmkeras.preprocessing.text_vectorizer). {received('text_vectorizer', text_vectorizer)}"
+            )
+        class_names = None if preprocessor is None else preprocessor.class_names
+        preprocessor = Preprocessor.from_vectorizer(text_vectorizer, image_shape=image_shape, class_names=class_names)
+        raw_text = True
+    if raw_text:
+        if preprocessor is None or preprocessor.vocabulary is None:
+            raise ValueError(
+                "`raw_text=True` tokenizes inside the graph, so `preprocessor` must hold the vocabulary "
+                f"(or pass `text_vectorizer`). {received('preprocessor', preprocessor)}"
+            )
+        sequence_length, vocab_size = preprocessor.sequence_length, preprocessor.vocab_size
+    check_positive_int("sequence_length", sequence_length)
+    check_positive_int("vocab_size", vocab_size)
+    return preprocessor, raw_text, sequence_length, vocab_size
+
+
 class Task(keras.Model):
     """Base class of the mmkeras tasks (subclass it; it is not used directly).
 
@@ -251,6 +285,20 @@ class Task(keras.Model):
         if len(set(sizes.values())) > 1:
             raise ValueError(f"The inputs must hold the same number of examples. Received: {sizes}")
         return features
+
+    def output_dependencies(self):
+        """`{output_name: [input names it depends on]}`: by default every output on every input
+        (a dual encoder's embeddings each depend on one input only)."""
+        return {name: list(self.input_kinds) for name in self.output_names}
+
+    def class_names(self):
+        """The class names the preprocessor holds (a list, a dict by output, or None)."""
+        return self.preprocessor.class_names
+
+    def extra_metrics(self, examples, batch_size=256):
+        """Test metrics beyond `evaluate`'s that `mmkeras.train` and `mmkeras.evaluate` report for
+        `examples` (a `mmkeras.data.Examples`); none by default."""
+        return {}
 
     # Hooks each family fills in.
 

@@ -123,8 +123,13 @@ def evaluate(model, dataset=None, *, data=None, split="test", batch_size=256, li
     result = {k: float(v) for k, v in result.items()}
     if split == "test" and extra_metrics is not None:
         result.update(extra_metrics(net, batch_size))
+    result.update(net.extra_metrics(examples, batch_size))  # e.g. a dual encoder's retrieval metrics
     if verbose:
-        print(f"{name} {split} ({len(examples)} examples): " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
+        header = f"{name} {split} ({len(examples)} examples)"
+        if len(result) > 6:  # a dual encoder's retrieval metrics: one per line
+            print(f"{header}:\n" + "\n".join(f"  {k:<26} {v:.4f}" for k, v in result.items()))
+        else:
+            print(f"{header}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
     return result
 
 

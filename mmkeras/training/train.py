@@ -147,11 +147,11 @@ def _prepare_data(splits, settings, image_shape):
             "`dataset` must give raw training texts (train learns the vocabulary from them). "
             "Received: training examples with token ids or without texts"
         )
-    head_spec = splits.head_spec()
-    head = get_head(head_spec)
+    head_spec = None if splits.task == "retrieval" else splits.head_spec()  # a dual encoder has no head
+    head = None if head_spec is None else get_head(head_spec)
     for split in ("train", "validation", "test"):
         examples = getattr(splits, split)
-        if examples is not None:
+        if examples is not None and head is not None:
             examples.check_labels(head)
     image_shape = tuple(image_shape or settings["image_shape"] or splits.image_shape)
     train_examples = splits.train.resized(image_shape)
@@ -176,10 +176,11 @@ def _build(model, data, model_overrides, tf_strategy, policy, learning_rate, tot
         "image_shape": pre.image_shape,
         "sequence_length": pre.sequence_length,
         "vocab_size": pre.vocab_size,
-        "head": data.head,
         "preprocessor": pre,
         "compile": False,
     }
+    if data.head is not None:
+        overrides["head"] = data.head
     with tf_strategy.scope(), precision_scope(policy):
         net = get_model(model, **overrides)
         net.compile(optimizer=keras.optimizers.Adam(learning_rate_schedule(learning_rate, total_steps, warmup)))
@@ -188,12 +189,14 @@ def _build(model, data, model_overrides, tf_strategy, policy, learning_rate, tot
 
 def _pipelines(net, data, batch_size, seed, max_steps):
     """tf.data pipelines of training, validation and test batches that fit `net`."""
-    train = data.train.to_dataset(task=net, batch_size=batch_size, shuffle=True, seed=int(seed))
+    labelled = data.train.labels is not None  # a dual encoder's pairs may have no classes
+    train = data.train.to_dataset(task=net, batch_size=batch_size, shuffle=True, seed=int(seed), with_labels=labelled)
     if max_steps:
         train = train.repeat()
     evaluation_batch = max(batch_size, 256)
-    validation = None if data.validation is None else data.validation.to_dataset(task=net, batch_size=evaluation_batch)
-    return train, validation, data.test.to_dataset(task=net, batch_size=evaluation_batch)
+    validation = None if data.validation is None else data.validation.to_dataset(
+        task=net, batch_size=evaluation_batch, with_labels=labelled)
+    return train, validation, data.test.to_dataset(task=net, batch_size=evaluation_batch, with_labels=labelled)
 
 
 def _record(model, data, net, test, extra, history, settings, started):
@@ -205,7 +208,7 @@ def _record(model, data, net, test, extra, history, settings, started):
         "task": splits.task,
         "data": splits.source,
         "task_class": type(net).__name__,
-        "head": net.head.get_config(),
+        "head": net.head.get_config() if hasattr(net, "head") else None,
         "test_accuracy": test.get("accuracy", test.get(f"{splits.output_name}_accuracy")),
         "test_loss": test.get("loss"),
         "test_metrics": test,
@@ -361,6 +364,7 @@ def train(
     keras.utils.set_random_seed(int(seed))
     splits = _data_splits(dataset, data, test_data, validation_data, task, image_storage, data_options,
                           image_shape or defaults["image_shape"], validation_split, int(seed), limit, verbose)
+    _check_model_fits_task(model, splits)
     data = _prepare_data(splits, defaults, image_shape)
     steps_per_epoch = math.ceil(len(data.train) / batch_size)
     steps_per_epoch = min(steps_per_epoch, max_steps) if max_steps else steps_per_epoch
@@ -391,8 +395,10 @@ def train(
     _check_finite(net, history, learning_rate, backup_dir)
     test = {k: float(v) for k, v in distribute.evaluate(net, test_data).items()}
     extra = {}
-    if data.splits.extra_metrics is not None and not distribute.needs_custom_loop(tf_strategy):
-        extra = data.splits.extra_metrics(net, max(batch_size, 256))
+    if not distribute.needs_custom_loop(tf_strategy):
+        if data.splits.extra_metrics is not None:
+            extra = data.splits.extra_metrics(net, max(batch_size, 256))
+        extra.update(net.extra_metrics(data.test, max(batch_size, 256)))
     settings = {
         "train_wall_time_s": round(train_seconds, 2), "total_wall_time_s": None, "epochs": epochs,
         "steps_per_epoch": steps_per_epoch, "batch_size": batch_size, "learning_rate": learning_rate,
@@ -409,6 +415,25 @@ def train(
     if verbose:
         _print_summary(metrics, extra, len(data.test), train_seconds, output)
     return TrainResult(model=net, history=history, metrics=metrics, output=output or None)
+
+
+def _check_model_fits_task(model, splits):
+    """A retrieval dataset trains a dual encoder, and a dual encoder only a retrieval dataset."""
+    from mmkeras.tasks import DualEncoder
+
+    task = get_entry(model).task
+    dual = isinstance(task, type) and issubclass(task, DualEncoder)
+    if dual and splits.task != "retrieval":
+        raise ValueError(
+            f"`model` {model!r} is a dual encoder: it trains on image-text pairs (a retrieval dataset such as "
+            f"'fashion_mnist_descriptions'), not on labels. Received: dataset {splits.name!r} with a {splits.task} task"
+        )
+    if splits.task == "retrieval" and not dual:
+        retrieval = ", ".join(repr(n) for n in list_models(family="retrieval"))
+        raise ValueError(
+            f"`dataset` {splits.name!r} is a retrieval dataset (image-text pairs): train a dual encoder on it "
+            f"({retrieval}). Received: model={model!r}"
+        )
 
 
 def _check_finite(net, history, learning_rate, backup_dir):
@@ -433,13 +458,18 @@ def headline(metrics):
     """The line that says how good a run is: its test accuracy, or its other test metrics."""
     if metrics.get("test_accuracy") is not None:
         return f"Test accuracy: {metrics['test_accuracy']:.4f}"
+    if metrics.get("test_t2i_recall@1") is not None:  # a dual encoder: its retrieval metrics
+        names = {"t2i_recall@1": "text->image Recall@1", "class_t2i_recall@1": "class-level",
+                 "zero_shot_accuracy": "zero-shot accuracy"}
+        return "Test " + ", ".join(f"{label}: {metrics[f'test_{k}']:.4f}" for k, label in names.items()
+                                   if metrics.get(f"test_{k}") is not None)
     others = {k: v for k, v in (metrics.get("test_metrics") or {}).items() if k != "loss"}
     return "Test " + ", ".join(f"{k}: {v:.4f}" for k, v in others.items())
 
 
 def _print_summary(metrics, extra, test_size, train_seconds, output):
     line = headline(metrics)
-    if extra:
+    if extra and metrics.get("test_t2i_recall@1") is None:  # the retrieval metrics go to metrics.json
         line += "  (" + ", ".join(f"{k} {v:.4f}" for k, v in extra.items()) + ")"
     print(f"{line}  [{test_size:,} test examples; training took {train_seconds:.1f} s]")
     if output is not False:

@@ -43,6 +43,7 @@ def parse_args(argv=None):
     parser.add_argument("--strategy", default="auto", help="a name for mmkeras.distribute.get_strategy")
     parser.add_argument("--logical-devices", type=int, default=1, help="split the CPU into this many devices")
     parser.add_argument("--model", default="s0", help="a zoo recipe; its tiny variant is trained")
+    parser.add_argument("--overrides", default="{}", help="JSON recipe arguments put on top of the tiny variant's")
     parser.add_argument("--task", choices=("recipe", "penalized"), default="recipe",
                         help="recipe: the recipe's task; penalized: custom_task.PenalizedClassifier")
     parser.add_argument("--epochs", type=int, default=3)
@@ -110,7 +111,9 @@ def main(argv=None):
         if args.task == "penalized":
             model = penalized_model(args.model)
         else:
-            model = mmkeras.get_model(args.model, **mmkeras.get_entry(args.model).tiny)
+            from mmkeras.models.recipe import merge_overrides
+
+            model = mmkeras.get_model(args.model, **merge_overrides(mmkeras.get_entry(args.model).tiny, json.loads(args.overrides)))
     n = (args.steps - 1) * args.batch_size + (args.last_batch or args.batch_size)
     x, y = random_examples(model, n, args.seed)
     dataset = distribute.distribute_dataset_options(
