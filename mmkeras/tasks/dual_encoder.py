@@ -103,23 +103,39 @@ class LogitScale(keras.layers.Layer):
         }
 
 
+def _replicas():
+    """The number of replicas in sync (1 outside a `tf.distribute` strategy or on other backends)."""
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    return 1 if context is None else context.num_replicas_in_sync
+
+
 def _gather_across_replicas(images, texts):
     """`(all_images, all_texts, offset)`: the global batch's embeddings and where ours start.
 
     Outside a multi-replica strategy: the local tensors and offset 0. Inside one, the embeddings
     of every replica (`all_gather`, differentiable: each replica's gradient reaches the others).
     """
-    if keras.backend.backend() != "tensorflow":
+    if _replicas() == 1:
         return images, texts, 0
     import tensorflow as tf
 
     context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return images, texts, 0
     sizes = context.all_gather(tf.shape(images)[:1], axis=0)  # local batches may differ (last batch)
     replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
     offset = tf.reduce_sum(sizes[:replica])
     return context.all_gather(images, axis=0), context.all_gather(texts, axis=0), offset
+
+
+def _per_replica(local_sum, local):
+    """A replica's loss as Keras expects it from `compute_loss`: its rows' mean over the number of
+    replicas. Summed over replicas that is the global batch's loss (`mmkeras.distribute`'s loop
+    weights each replica by its share of the global batch, so an uneven last batch is exact too)."""
+    ops = keras.ops
+    return local_sum / (ops.maximum(ops.cast(local, "float32"), 1.0) * float(_replicas()))
 
 
 def contrastive_loss(images, texts, logit_scale, gather=True):
@@ -131,9 +147,9 @@ def contrastive_loss(images, texts, logit_scale, gather=True):
         gather: bool, take the negatives from every replica (under a strategy). Defaults to `True`.
 
     Returns:
-        A scalar: the sum over this replica's rows of the image->text and text->image
-        cross-entropies, halved, divided by the **global** batch size; the replicas' shares add
-        up to the mean loss of the global batch (what Keras sums across replicas).
+        A scalar: the mean over this replica's rows of the image->text and text->image
+        cross-entropies (each row scored against the whole global batch), halved, divided by the
+        number of replicas (Keras' convention for `compute_loss`, see `_per_replica`).
     """
     ops = keras.ops
     images, texts = ops.cast(images, "float32"), ops.cast(texts, "float32")
@@ -146,15 +162,16 @@ def contrastive_loss(images, texts, logit_scale, gather=True):
     total = ops.sum(cross_entropy(targets, image_to_text, from_logits=True)) + ops.sum(
         cross_entropy(targets, text_to_image, from_logits=True)
     )
-    return total / (2.0 * ops.cast(ops.shape(all_images)[0], "float32"))
+    return _per_replica(total / 2.0, local)
 
 
 def sigmoid_loss(images, texts, logit_scale, gather=True):
     """This replica's share of the pairwise sigmoid loss (SigLIP) of a batch of pairs.
 
     Every (image, text) pair of the global batch is a binary example (match on the diagonal);
-    this replica scores its own images against all texts. Returns the sum of its rows' losses
-    divided by the global batch size (see `contrastive_loss`).
+    this replica scores its own images against all texts. Returns the mean over its rows of each
+    row's summed losses, divided by the number of replicas (see `contrastive_loss`); on one device,
+    SigLIP's loss: the sum over all pairs divided by the batch size.
     """
     ops = keras.ops
     images, texts = ops.cast(images, "float32"), ops.cast(texts, "float32")
@@ -163,7 +180,7 @@ def sigmoid_loss(images, texts, logit_scale, gather=True):
     local, total = ops.shape(images)[0], ops.shape(all_texts)[0]
     match = ops.equal(ops.expand_dims(ops.arange(local) + offset, 1), ops.expand_dims(ops.arange(total), 0))
     signs = ops.where(match, 1.0, -1.0)
-    return -ops.sum(ops.log_sigmoid(signs * logits)) / ops.cast(total, "float32")
+    return _per_replica(-ops.sum(ops.log_sigmoid(signs * logits)), local)
 
 
 LOSS_FUNCTIONS = {"contrastive": contrastive_loss, "sigmoid": sigmoid_loss}

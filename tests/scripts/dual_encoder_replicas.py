@@ -1,8 +1,11 @@
 """A dual encoder's loss and gradients on two logical CPU devices vs one device, same global batch.
 
 Run by tests/test_dual_encoder.py in its own process (logical devices must be set before
-TensorFlow starts). Prints one JSON line: for each loss and each split of the global batch, the
-largest absolute difference of the loss and of every gradient.
+TensorFlow starts). Each replica's `compute_loss` is weighted as `mmkeras.distribute`'s training
+loop weights it (times the number of replicas and the replica's share of the global batch: 1 for
+equal halves), then summed over the replicas, as the strategy sums gradients. Prints one JSON
+line: for each loss and each split of the global batch, the largest absolute difference of the
+loss and of every gradient from one device's.
 """
 
 import json
@@ -35,10 +38,10 @@ def main():
         keras.utils.set_random_seed(1)
         single = DualEncoder(loss=loss, **config)
 
-        def loss_and_gradients(model, x):
+        def loss_and_gradients(model, x, weight=1.0):
             with tf.GradientTape() as tape:
                 y_pred = model(x, training=True)
-                value = model.compute_loss(x=x, y_pred=y_pred)
+                value = model.compute_loss(x=x, y_pred=y_pred) * weight
             return value, [tf.convert_to_tensor(g) for g in tape.gradient(value, model.trainable_variables)]
 
         one_loss, one_grads = loss_and_gradients(single, {"image": images, "text": texts})
@@ -56,7 +59,11 @@ def main():
                 "image": strategy.experimental_distribute_values_from_function(lambda c: local(c, images)),
                 "text": strategy.experimental_distribute_values_from_function(lambda c: local(c, texts)),
             }
-            value, grads = strategy.run(lambda x: loss_and_gradients(mirrored, x), args=(x,))
+            def weighted(x):  # the replica's weight in mmkeras' loop: replicas x its share of the batch
+                share = tf.cast(tf.shape(x["image"])[0], tf.float32) / float(len(images))
+                return loss_and_gradients(mirrored, x, strategy.num_replicas_in_sync * share)
+
+            value, grads = strategy.run(weighted, args=(x,))
             total = strategy.reduce("SUM", value, axis=None)
             summed = [strategy.reduce("SUM", g, axis=None) for g in grads]
             results[f"{loss}{'' if gather else '_local'}_{split[0]}_{split[1]}"] = {
