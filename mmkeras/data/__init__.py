@@ -20,6 +20,7 @@ from mmkeras.data.tables import TASKS, data_name, infer_labels, load_examples, l
 from mmkeras.data.datasets import (
     DatasetSplits,
     dataset_description,
+    dataset_task,
     list_datasets,
     load_dataset,
     register_dataset,
@@ -39,6 +40,7 @@ __all__ = [
     "read_table",
     "IMAGE_FORMS",
     "dataset_description",
+    "dataset_task",
     "image_form",
     "list_datasets",
     "load_dataset",

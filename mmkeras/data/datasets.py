@@ -181,11 +181,17 @@ def text_only_baselines(train_texts, train_labels, test_texts, test_labels):
 _DATASETS = {}
 
 
-def register_dataset(name, loader, description):
-    """Register `loader(validation_split=..., seed=..., limit=..., verbose=...) -> DatasetSplits`."""
+def register_dataset(name, loader, description, task=None):
+    """Register `loader(validation_split=..., seed=..., limit=..., verbose=...) -> DatasetSplits`.
+
+    `task` (one of `SPLIT_TASKS`, or None if unknown) is what the loaded splits train: `train`
+    checks that a model fits it before loading anything.
+    """
     if name in _DATASETS:
         raise ValueError(f"`name` is already a registered dataset. Received: name={name!r}")
-    _DATASETS[name] = (loader, description)
+    if task is not None:
+        check_one_of("task", task, SPLIT_TASKS)
+    _DATASETS[name] = (loader, description, task)
     return loader
 
 
@@ -204,6 +210,18 @@ def dataset_description(name):
     """One line on the dataset `name`."""
     check_one_of("dataset", name, _DATASETS)
     return _DATASETS[name][1]
+
+
+def dataset_task(name):
+    """What the built-in dataset `name` trains (one of `SPLIT_TASKS`), or None if not registered.
+
+    Example:
+
+    >>> dataset_task("fashion_mnist_descriptions"), dataset_task("easy_vqa")
+    ('retrieval', 'multiclass')
+    """
+    entry = _DATASETS.get(name)
+    return None if entry is None else entry[2]
 
 
 def load_dataset(name="easy_vqa", *, validation_split=0.1, seed=0, limit=None, verbose=True):
@@ -232,7 +250,7 @@ def load_dataset(name="easy_vqa", *, validation_split=0.1, seed=0, limit=None, v
     check_fraction("validation_split", validation_split)
     check_seed("seed", seed)
     check_positive_int("limit", limit, allow_none=True)
-    loader, _ = _DATASETS[name]
+    loader = _DATASETS[name][0]
     return loader(validation_split=validation_split, seed=int(seed), limit=limit, verbose=verbose)
 
 

@@ -120,9 +120,11 @@ register_dataset(
     "easy_vqa",
     lambda **kwargs: load_easy_vqa("multiclass", **kwargs),
     "easy-VQA, 13-way answers (generated images and questions; official train/test split)",
+    task="multiclass",
 )
 register_dataset(
     "easy_vqa_yes_no",
     lambda **kwargs: load_easy_vqa("binary", **kwargs),
     "easy-VQA's yes/no questions as a binary task (generated images and questions)",
+    task="binary",
 )

@@ -177,4 +177,5 @@ register_dataset(
     "fashion_mnist_captions",
     load_fashion_mnist_captions,
     "Fashion-MNIST photos + class-name captions: match or not, and 10-way caption ranking (real images)",
+    task="binary",
 )

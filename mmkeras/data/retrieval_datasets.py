@@ -427,9 +427,11 @@ register_dataset(
     "fashion_mnist_descriptions",
     load_fashion_mnist_descriptions,
     "Fashion-MNIST photos + descriptions generated from the class label: image-text retrieval (real images)",
+    task="retrieval",
 )
 register_dataset(
     "easy_vqa_descriptions",
     load_easy_vqa_descriptions,
     "easy-VQA shapes + descriptions generated from their colour and shape: image-text retrieval (generated images)",
+    task="retrieval",
 )

@@ -356,6 +356,9 @@ def train(
     if output is not False:
         output = check_output(output)
 
+    if isinstance(dataset, str):  # a built-in dataset: refuse a model that cannot train on it before loading
+        _check_model_fits_task(model, dataset, data_module.dataset_task(dataset))
+
     # The strategy comes before any other TensorFlow work: collective ops must be set up first.
     tf_strategy = distribute.get_strategy(strategy)
     if output is not False and not distribute.is_chief(tf_strategy):
@@ -364,7 +367,7 @@ def train(
     keras.utils.set_random_seed(int(seed))
     splits = _data_splits(dataset, data, test_data, validation_data, task, image_storage, data_options,
                           image_shape or defaults["image_shape"], validation_split, int(seed), limit, verbose)
-    _check_model_fits_task(model, splits)
+    _check_model_fits_task(model, splits.name, splits.task)
     data = _prepare_data(splits, defaults, image_shape)
     steps_per_epoch = math.ceil(len(data.train) / batch_size)
     steps_per_epoch = min(steps_per_epoch, max_steps) if max_steps else steps_per_epoch
@@ -417,21 +420,23 @@ def train(
     return TrainResult(model=net, history=history, metrics=metrics, output=output or None)
 
 
-def _check_model_fits_task(model, splits):
+def _check_model_fits_task(model, dataset_name, dataset_task):
     """A retrieval dataset trains a dual encoder, and a dual encoder only a retrieval dataset."""
     from mmkeras.tasks import DualEncoder
 
+    if dataset_task is None:
+        return
     task = get_entry(model).task
     dual = isinstance(task, type) and issubclass(task, DualEncoder)
-    if dual and splits.task != "retrieval":
+    if dual and dataset_task != "retrieval":
         raise ValueError(
             f"`model` {model!r} is a dual encoder: it trains on image-text pairs (a retrieval dataset such as "
-            f"'fashion_mnist_descriptions'), not on labels. Received: dataset {splits.name!r} with a {splits.task} task"
+            f"'fashion_mnist_descriptions'), not on labels. Received: dataset {dataset_name!r} with a {dataset_task} task"
         )
-    if splits.task == "retrieval" and not dual:
+    if dataset_task == "retrieval" and not dual:
         retrieval = ", ".join(repr(n) for n in list_models(family="retrieval"))
         raise ValueError(
-            f"`dataset` {splits.name!r} is a retrieval dataset (image-text pairs): train a dual encoder on it "
+            f"`dataset` {dataset_name!r} is a retrieval dataset (image-text pairs): train a dual encoder on it "
             f"({retrieval}). Received: model={model!r}"
         )
 
