@@ -394,8 +394,8 @@ class DualEncoder(Task):
         loss = LOSS_FUNCTIONS[self.loss_kind](
             y_pred["image_embedding"], y_pred["text_embedding"], self.logit_scale, self._config["gather_negatives"]
         )
-        for extra in self.losses:  # regularisers of the towers
-            loss = loss + keras.ops.cast(extra, loss.dtype)
+        for extra in self.losses:  # regularisers of the towers, added as Keras' own compute_loss adds them
+            loss = loss + keras.ops.cast(keras.ops.sum(extra), loss.dtype)
         return loss
 
     def check_labels(self, labels):
