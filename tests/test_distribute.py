@@ -343,6 +343,26 @@ def test_multi_worker_identical_weights(tmp_path):
     np.testing.assert_allclose(losses0, json.loads((tmp_path / "one.json").read_text()), rtol=1e-4, atol=1e-5)
 
 
+def _two_workers_match_one_process(tmp_path, args, outputs, iterations):
+    """Run `train_resumable.py args` as 2 MultiWorkerMirroredStrategy workers and as one process;
+    assert identical weights on both workers, equal to the one process's to 1e-5, and the same
+    per-step losses. `outputs` are arguments with `{}` for the run's name. Returns the worker 0 and
+    one-process losses."""
+    with Runs(tmp_path) as runs:
+        workers = runs.start_workers("worker", [*args, *(a.format("worker{task}") for a in outputs)])
+        one = runs.start("one", [*args, *(a.format("one") for a in outputs)])
+        for proc, log in (*workers, one):
+            runs.wait(proc, log)
+    assert _lines(workers[0][1], "READY") == ["READY replicas=2"]
+    (it0, w0), (it1, w1), (it, w) = (_weights(tmp_path / f) for f in ("worker0.npz", "worker1.npz", "one.npz"))
+    assert it0 == it1 == it == iterations
+    _assert_same_weights(w0, w1, atol=0)
+    _assert_same_weights(w0, w, atol=1e-5)
+    losses0, losses1, losses = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("worker0", "worker1", "one"))
+    np.testing.assert_allclose(losses0, losses1, atol=0)
+    np.testing.assert_allclose(losses0, losses, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.slow  # two worker processes (about 13 s); the loss scaling is also checked in one process above
 def test_multi_worker_trains_a_task_with_its_own_loss(tmp_path):
     """2 MultiWorkerMirroredStrategy workers train a task with its own `compute_loss` and a weight
@@ -352,19 +372,7 @@ def test_multi_worker_trains_a_task_with_its_own_loss(tmp_path):
     args = ["--model", "s4_multitask", "--task", "penalized", "--epochs", "2", "--steps", "3", "--batch-size", "8"]
     args += ["--last-batch", "5"]  # split 3 / 2 between the workers
     outputs = ["--out", "{}.npz", "--losses", "{}.json", "--history", "history_{}.json"]
-    with Runs(tmp_path) as runs:
-        workers = runs.start_workers("worker", [*args, *(a.format("worker{task}") for a in outputs)])
-        one = runs.start("one", [*args, *(a.format("one") for a in outputs)])
-        for proc, log in (*workers, one):
-            runs.wait(proc, log)
-    assert _lines(workers[0][1], "READY") == ["READY replicas=2"]
-    (it0, w0), (it1, w1), (it, w) = (_weights(tmp_path / f) for f in ("worker0.npz", "worker1.npz", "one.npz"))
-    assert it0 == it1 == it == 6
-    _assert_same_weights(w0, w1, atol=0)
-    _assert_same_weights(w0, w, atol=1e-5)
-    losses0, losses1, losses = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("worker0", "worker1", "one"))
-    np.testing.assert_allclose(losses0, losses1, atol=0)
-    np.testing.assert_allclose(losses0, losses, rtol=1e-4, atol=1e-5)
+    _two_workers_match_one_process(tmp_path, args, outputs, iterations=6)
     history0, history = (json.loads((tmp_path / f"history_{n}.json").read_text()) for n in ("worker0", "one"))
     assert {"loss", "image_class_loss", "sentiment_loss"} <= set(history0) == set(history)
     for key in history:
@@ -378,19 +386,7 @@ def test_multi_worker_trains_a_dual_encoder_with_negatives_from_both_workers(tmp
     process on the same global batches. Batch norm is off: its statistics are per replica."""
     args = ["--model", "clip_small", "--overrides", json.dumps({"image_encoder": {"batch_norm": False}}),
             "--epochs", "2", "--steps", "3", "--batch-size", "8", "--last-batch", "5"]
-    outputs = ["--out", "{}.npz", "--losses", "{}.json"]
-    with Runs(tmp_path) as runs:
-        workers = runs.start_workers("worker", [*args, *(a.format("worker{task}") for a in outputs)])
-        one = runs.start("one", [*args, *(a.format("one") for a in outputs)])
-        for proc, log in (*workers, one):
-            runs.wait(proc, log)
-    assert _lines(workers[0][1], "READY") == ["READY replicas=2"]
-    (it0, w0), (it1, w1), (it, w) = (_weights(tmp_path / f) for f in ("worker0.npz", "worker1.npz", "one.npz"))
-    assert it0 == it1 == it == 6
-    _assert_same_weights(w0, w1, atol=0)
-    _assert_same_weights(w0, w, atol=1e-5)
-    losses0, losses = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("worker0", "one"))
-    np.testing.assert_allclose(losses0, losses, rtol=1e-4, atol=1e-5)
+    _two_workers_match_one_process(tmp_path, args, ["--out", "{}.npz", "--losses", "{}.json"], iterations=6)
 
 
 KILL = ["--model", "s0", "--epochs", "3", "--steps", "6", "--batch-size", "8"]
