@@ -54,9 +54,11 @@ def test_streaming_cache_on_disk_gives_the_same_batches(tmp_path):
     cache = str(tmp_path / "cache" / "decoded")
     os.makedirs(os.path.dirname(cache))
     streamed = data.make_dataset(paths, TEXTS, [0, 1, 0, 1], preprocessor=pre, batch_size=4, in_memory=False, cache=cache)
-    first = next(iter(streamed))
+    # A whole pass: tf.data keeps a file cache only once a pass has read every element (an iterator
+    # dropped after one batch may discard the partial cache, depending on how far prefetching got).
+    (first,) = list(streamed)
     assert any(name.startswith("decoded") for name in os.listdir(os.path.dirname(cache)))  # written on disk
-    second = next(iter(streamed))  # from the cache
+    (second,) = list(streamed)  # from the cache
     in_memory = next(iter(data.make_dataset(paths, TEXTS, [0, 1, 0, 1], preprocessor=pre, batch_size=4, verbose=False)))
     for batch in (first, second):
         np.testing.assert_allclose(batch[0]["image"], in_memory[0]["image"], atol=1e-6)
