@@ -242,7 +242,7 @@ def render():
     from mmkeras.fusion import FUSIONS, Fusion
     from mmkeras.heads import HEADS
     from mmkeras.parts import build_image_encoder, build_text_encoder
-    from mmkeras.tasks import DualEncoder, FusionClassifier
+    from mmkeras.tasks import Captioner, ConditionalGAN, DualEncoder, FusionClassifier
 
     problems, long_lists = [], {}
     set_by_task = {
@@ -331,6 +331,27 @@ def render():
             "mmkeras.tasks",
             spec="`mmkeras.get_model('clip_small')` (contrastive) and `get_model('siglip_small')` (sigmoid) are "
             "recipes of it; see [retrieval.md](retrieval.md).",
+            problems=problems,
+            long_lists=long_lists,
+        ),
+        "## The task: Captioner",
+        "",
+        entry(
+            "Captioner",
+            Captioner,
+            "mmkeras.tasks",
+            spec="`mmkeras.get_model('caption_transformer')` and `get_model('caption_lstm')` are recipes of it; "
+            "see [captioning.md](captioning.md).",
+            problems=problems,
+            long_lists=long_lists,
+        ),
+        "## The task: ConditionalGAN",
+        "",
+        entry(
+            "ConditionalGAN",
+            ConditionalGAN,
+            "mmkeras.tasks",
+            spec="`mmkeras.get_model('text_gan')` is a recipe of it; see [gan.md](gan.md).",
             problems=problems,
             long_lists=long_lists,
         ),

@@ -10,5 +10,5 @@ DEFAULT_DATASET = "easy_vqa"
 # Accepted values the command line offers as choices, kept here once for the library and the CLI.
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 TASKS = ("binary", "multiclass", "multilabel", "regression")  # the heads own data can train
-SPLIT_TASKS = TASKS + ("retrieval",)  # what a DatasetSplits trains: a head, or a dual encoder (retrieval)
+SPLIT_TASKS = TASKS + ("retrieval", "captioning")  # what a DatasetSplits trains: a head, a dual encoder, a captioner
 IMAGE_STORAGES = ("auto", "memory", "disk")

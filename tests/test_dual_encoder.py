@@ -360,9 +360,9 @@ def test_train_pairs_models_and_datasets_or_says_why(monkeypatch):
         raise AssertionError("a built-in dataset was loaded before the model was refused")
 
     monkeypatch.setattr(mmkeras.data, "load_dataset", never)  # refused from the registered task alone
-    with pytest.raises(ValueError, match="is a dual encoder: it trains on image-text pairs"):
+    with pytest.raises(ValueError, match=r"'clip_small' \(DualEncoder\) trains on retrieval datasets, and `dataset` 'easy_vqa' is a multiclass dataset"):
         mmkeras.train("clip_small", "easy_vqa", limit=50, output=False, verbose=0)
-    with pytest.raises(ValueError, match=r"is a retrieval dataset \(image-text pairs\): train a dual encoder on it \('clip_small', 'siglip_small'\)"):
+    with pytest.raises(ValueError, match=r"'easy_vqa_descriptions' is a retrieval dataset: train 'clip_small', 'siglip_small', 'text_gan' on it"):
         mmkeras.train("vqa", "easy_vqa_descriptions", limit=50, output=False, verbose=0)
 
 

@@ -14,16 +14,20 @@ import numpy as np
 import pytest
 
 from mmkeras import precision
-from mmkeras.encoders import IMAGE_ENCODERS, TEXT_ENCODERS, applications_encoder, cnn_encoder, rnn_encoder
+from mmkeras.encoders import IMAGE_ENCODERS, TEXT_ENCODERS, applications_encoder, cnn_encoder, residual_cnn_encoder, rnn_encoder
 from mmkeras.fusion import ACTIVATIONS, FUSIONS, SEQUENCE_CELLS, SequenceFusion, get_fusion
 from mmkeras.heads import HEADS, BinaryHead, get_head
 from mmkeras.parts import build_image_encoder, build_text_encoder
-from mmkeras.tasks import DualEncoder, FusionClassifier, ModelTask, Task
+from mmkeras.tasks import Captioner, ConditionalGAN, DualEncoder, FusionClassifier, ModelTask, Task
+from mmkeras.tasks.captioner import DECODERS
+from mmkeras.tasks.gan import CONDITIONINGS
 from mmkeras.tasks.dual_encoder import LOSSES, LogitScale
 from mmkeras.tasks.head_task import OPTIMIZERS
 from mmkeras.tasks.task import INPUT_KINDS
 
 TINY = {"image_shape": (16, 16, 3), "sequence_length": 4, "vocab_size": 16}
+GAN_TINY = {"image_shape": (8, 8, 1), "sequence_length": 4, "vocab_size": 16, "generator_filters": (4,),
+            "discriminator_filters": (4,), "noise_dim": 4, "condition_dim": 4}
 BOOL = (True, False)
 
 
@@ -37,10 +41,11 @@ def _tiny_model():
 CASES = [
     ("cnn-padding", lambda v: cnn_encoder(padding=v), "padding", ("valid", "same"), cnn_encoder),
     ("cnn-pooling", lambda v: cnn_encoder(pooling=v), "pooling", ("max", "avg", None), cnn_encoder),
-    ("cnn-output", lambda v: cnn_encoder(output=v), "output", ("flatten", "avg", "max"), cnn_encoder),
+    ("cnn-output", lambda v: cnn_encoder(output=v), "output", ("flatten", "avg", "max", "sequence"), cnn_encoder),
+    ("residual-output", lambda v: residual_cnn_encoder(output=v), "output", ("avg", "max", "sequence"), residual_cnn_encoder),
     ("cnn-batch_norm", lambda v: cnn_encoder(batch_norm=v), "batch_norm", BOOL, cnn_encoder),
     ("applications-backbone", lambda v: applications_encoder(backbone=v), "backbone", ("ResNet50", "MobileNetV3Small"), applications_encoder),
-    ("applications-pooling", lambda v: applications_encoder(pooling=v), "pooling", ("avg", "max"), applications_encoder),
+    ("applications-pooling", lambda v: applications_encoder(pooling=v), "pooling", ("avg", "max", "sequence"), applications_encoder),
     ("applications-trainable", lambda v: applications_encoder(trainable=v), "trainable", BOOL, applications_encoder),
     ("applications-normalize", lambda v: applications_encoder(normalize=v), "normalize", BOOL, applications_encoder),
     ("rnn-cell", lambda v: rnn_encoder(cell=v), "cell", ("lstm", "gru"), rnn_encoder),
@@ -67,6 +72,11 @@ CASES = [
     ("dual-raw_text", lambda v: DualEncoder(raw_text=v, **TINY), "raw_text", BOOL, DualEncoder),
     ("dual-gather_negatives", lambda v: DualEncoder(gather_negatives=v, **TINY), "gather_negatives", BOOL, DualEncoder),
     ("dual-learn_temperature", lambda v: DualEncoder(learn_temperature=v, **TINY), "learn_temperature", BOOL, DualEncoder),
+    ("captioner-decoder", lambda v: Captioner(decoder=v, **TINY), "decoder", DECODERS, Captioner),
+    ("captioner-optimizer", lambda v: Captioner(optimizer=v, **TINY), "optimizer", OPTIMIZERS, Captioner),
+    ("gan-conditioning", lambda v: ConditionalGAN(conditioning=v, **GAN_TINY), "conditioning", CONDITIONINGS, ConditionalGAN),
+    ("gan-spectral_norm", lambda v: ConditionalGAN(spectral_norm=v, **GAN_TINY), "spectral_norm", BOOL, ConditionalGAN),
+    ("gan-raw_text", lambda v: ConditionalGAN(raw_text=v, **GAN_TINY), "raw_text", BOOL, ConditionalGAN),
     ("logit_scale-trainable_scale", lambda v: LogitScale(trainable_scale=v), "trainable_scale", BOOL, None),
     ("model_task-optimizer", lambda v: ModelTask(_tiny_model(), "binary", optimizer=v), "optimizer", OPTIMIZERS, None),
     ("task-input_kinds", lambda v: Task(None, None, input_kinds={"image": v}), "input_kinds['image']", INPUT_KINDS, None),
@@ -100,7 +110,8 @@ def test_every_checked_argument_has_a_case():
     make_api = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_api)
     covered = {(c[4], c[2]) for c in CASES if c[4] is not None}
-    documented = [*IMAGE_ENCODERS.values(), *TEXT_ENCODERS.values(), *FUSIONS.values(), *HEADS.values(), FusionClassifier, DualEncoder]
+    documented = [*IMAGE_ENCODERS.values(), *TEXT_ENCODERS.values(), *FUSIONS.values(), *HEADS.values(), FusionClassifier, DualEncoder,
+                  Captioner, ConditionalGAN]
     missing = [
         f"{getattr(obj, '__name__', obj)}({argument}=...)"
         for obj in documented

@@ -495,8 +495,10 @@ OTHER_MODELS = [n for n in HEAD_MODELS if n not in DEFAULT_MODELS]
 def test_every_registered_model_is_exported_in_the_default_run():
     assert set(DEFAULT_MODELS) | set(OTHER_MODELS) == set(HEAD_MODELS)
     from tests.test_dual_encoder import DUAL_ENCODERS  # the others, exported there
+    from tests.test_captioner import CAPTIONERS  # exported in tests/test_captioner.py
+    from tests.test_gan import GANS  # exported in tests/test_gan.py
 
-    assert set(HEAD_MODELS) | set(DUAL_ENCODERS) == set(mmkeras.list_models())
+    assert set(HEAD_MODELS) | set(DUAL_ENCODERS) | set(CAPTIONERS) | set(GANS) == set(mmkeras.list_models())
 
 
 # A keras.applications backbone (about 13 s to export): slow set.

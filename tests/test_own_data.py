@@ -89,7 +89,7 @@ def test_numbers_lists_and_overrides():
 
 def test_dataset_splits_check_the_task():
     examples = data.Examples(np.zeros((2, 8, 8, 3), "uint8"), ["a", "b"], [0, 1])
-    with pytest.raises(ValueError, match=r"`task` must be one of \['binary', 'multiclass', 'multilabel', 'regression', 'retrieval'\]"):
+    with pytest.raises(ValueError, match=r"`task` must be one of \['binary', 'captioning', 'multiclass', 'multilabel', 'regression', 'retrieval'\]"):
         data.DatasetSplits("mine", examples, None, examples, ["no", "yes"], "classification", "label", (8, 8, 3), 2)
     with pytest.raises(ValueError, match=r"`class_names` must be \[negative, positive\]"):
         data.DatasetSplits("mine", examples, None, examples, ["a", "b", "c"], "binary", "label", (8, 8, 3), 2)

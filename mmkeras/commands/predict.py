@@ -6,22 +6,25 @@ import argparse
 def add_parser(subparsers):
     parser = subparsers.add_parser(
         "predict",
-        help="answer a question about an image (or score a caption) with a trained model",
+        help="answer a question about an image, score a caption, or caption an image with a trained model",
         description=(
             "Load a folder written by `mmkeras train`, decode IMAGE (PNG, JPEG, GIF or BMP) and\n"
             "tokenize TEXT exactly as in training, and print the most likely answer and its\n"
-            "probability, tab-separated (and the runners-up with --top-k)."
+            "probability, tab-separated (and the runners-up with --top-k). A captioner takes no\n"
+            "TEXT: it prints the caption it writes for IMAGE and its log-probability."
         ),
         epilog=(
             "examples:\n"
             "  mmkeras predict saved_models/vqa-easy_vqa shape.png 'what color is the shape?'\n"
-            "  mmkeras predict saved_models/vqa-fashion_mnist_captions shoe.png 'a photo of a sneaker'"
+            "  mmkeras predict saved_models/vqa-fashion_mnist_captions shoe.png 'a photo of a sneaker'\n"
+            "  mmkeras predict saved_models/caption_transformer-easy_vqa_captions shape.png"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", help="a folder written by `mmkeras train`")
     parser.add_argument("image", help="an image file")
-    parser.add_argument("text", help="the question or caption (quote it)")
+    parser.add_argument("text", nargs="?", default=None,
+                        help="the question or caption (quote it); left out for a captioner")
     parser.add_argument("--top-k", type=int, default=1, help="also list the k most likely answers; default 1")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run)
@@ -29,6 +32,9 @@ def add_parser(subparsers):
 
 def print_answer(result, indent=""):
     """Print one answer: the class and its probability (and runners-up), labels, or a value."""
+    if "caption" in result:  # a captioner: the caption it wrote
+        print(f"{indent}{result['caption']}\t(log-probability {result['score']:.4f})")
+        return
     if "similarity" in result:  # a dual encoder: how well the text describes the image
         print(f"{indent}similarity {result['similarity']:.4f}	(cosine, from -1 to 1)")
         return

@@ -7,6 +7,8 @@
 | `fashion_mnist_captions` | photo + caption -> match or not (sigmoid), plus 10-way caption ranking | Debian `dataset-fashion-mnist` (real photos) |
 | `fashion_mnist_descriptions` | photo <-> description generated from its class (retrieval, 10 classes) | the same |
 | `easy_vqa_descriptions` | shape image <-> description of its colour and shape (retrieval, 24 classes) | PyPI `easy-vqa` |
+| `easy_vqa_captions` | shape image -> its caption, templated from its colour and shape (captioning, 24 captions) | PyPI `easy-vqa` |
+| `fashion_mnist_pair_captions` | two photos side by side -> a caption templated from their classes (captioning, 100 captions) | Debian `dataset-fashion-mnist` |
 
 Each loader returns a `DatasetSplits`: `train`, `validation` and `test` `Examples`, the class
 names and the task, ready for `Examples.to_dataset`. Nothing is ever downloaded.
@@ -41,8 +43,9 @@ class DatasetSplits:
         class_names: list of str, the name of each class (for a binary task `[negative, positive]`);
             None for regression.
         task: what the dataset trains, one of `SPLIT_TASKS`: a head (`"binary"`, `"multiclass"`,
-            `"multilabel"` or `"regression"`) or `"retrieval"`: (image, text) pairs for a dual
-            encoder, labelled with their class index (every image of a text's class is relevant).
+            `"multilabel"` or `"regression"`), `"retrieval"`: (image, text) pairs for a dual
+            encoder, labelled with their class index (every image of a text's class is relevant), or
+            `"captioning"`: images with the caption to generate as their text (no labels).
         output_name: str, the name of the model's output (`"answer"`, `"match"`, `"similarity"`).
         image_shape: `(height, width, channels)` of the images.
         sequence_length: int, token ids per text that covers the longest text.
@@ -71,8 +74,8 @@ class DatasetSplits:
 
     def __post_init__(self):
         check_one_of("task", self.task, SPLIT_TASKS)
-        if self.task == "regression" or (self.task == "retrieval" and self.class_names is None):
-            return  # pairs without classes: only the pair-level retrieval metrics
+        if self.task in ("regression", "captioning") or (self.task == "retrieval" and self.class_names is None):
+            return  # no classes (captions are the targets); pairs without classes: pair-level retrieval metrics
         if self.class_names is None or len(self.class_names) < 2:
             raise ValueError(
                 f"`class_names` must name at least two classes for a {self.task} task. "
@@ -108,13 +111,14 @@ class DatasetSplits:
         """The `head` argument of `build_model` for this task.
 
         Raises:
-            ValueError: for a retrieval dataset, which trains a dual encoder, not a head.
+            ValueError: for a retrieval or captioning dataset, which trains a model without a head.
         """
-        if self.task == "retrieval":
+        trains = {"retrieval": "a dual encoder (e.g. mmkeras.get_model('clip_small'))",
+                  "captioning": "a captioner (e.g. mmkeras.get_model('caption_transformer'))"}
+        if self.task in trains:
             raise ValueError(
-                "a retrieval dataset trains a dual encoder (e.g. mmkeras.get_model('clip_small')), which has "
-                f"no head: pass it to a dual encoder, not to a model with a head. Received: dataset {self.name!r} "
-                "with task='retrieval'"
+                f"a {self.task} dataset trains {trains[self.task]}, which has no head: pass it to that "
+                f"family, not to a model with a head. Received: dataset {self.name!r} with task={self.task!r}"
             )
         if self.task == "binary":
             return {"kind": "binary", "name": self.output_name}
@@ -201,7 +205,8 @@ def list_datasets():
     Example:
 
     >>> list_datasets()
-    ['easy_vqa', 'easy_vqa_descriptions', 'easy_vqa_yes_no', 'fashion_mnist_captions', 'fashion_mnist_descriptions']
+    ['easy_vqa', 'easy_vqa_captions', 'easy_vqa_descriptions', 'easy_vqa_yes_no', 'fashion_mnist_captions',
+     'fashion_mnist_descriptions', 'fashion_mnist_pair_captions']
     """
     return sorted(_DATASETS)
 

@@ -115,15 +115,16 @@ def _sequence_length(templates, words_by_class):
 
 
 def _retrieval_splits(name, train, test, class_names, image_shape, sequence_length, description, validation_split,
-                      seed):
+                      seed, *, task="retrieval", output_name="similarity"):
+    """`DatasetSplits` of generated data, with `validation_split` of `train` held out (also for captions)."""
     splits = DatasetSplits(
         name=name,
         train=train,
         validation=None,
         test=test,
-        class_names=list(class_names),
-        task="retrieval",
-        output_name="similarity",
+        class_names=None if class_names is None else list(class_names),
+        task=task,
+        output_name=output_name,
         image_shape=image_shape,
         sequence_length=sequence_length,
         description=description,
@@ -225,10 +226,15 @@ def fashion_description(class_id, rng):
     return describe(FASHION_TEMPLATES, FASHION_WORDS[_check_class_id(class_id, len(FASHION_WORDS))], rng)
 
 
-def _fashion_split(folder, split, limit, seed):
+def _fashion_arrays(folder, split):
+    """Fashion-MNIST's official `split`: uint8 photos `(n, 28, 28)` and int32 class indices `(n,)`."""
     images_file, labels_file = fashion_mnist.FILES[split]
     images = fashion_mnist.read_idx(os.path.join(folder, images_file))
-    classes = fashion_mnist.read_idx(os.path.join(folder, labels_file)).astype("int32")
+    return images, fashion_mnist.read_idx(os.path.join(folder, labels_file)).astype("int32")
+
+
+def _fashion_split(folder, split, limit, seed):
+    images, classes = _fashion_arrays(folder, split)
     if limit is not None:
         images, classes = images[:limit], classes[:limit]
     rng = np.random.default_rng(seed)
@@ -370,18 +376,26 @@ def _resolve(image_id, kind, present, absent, choices):
     return next(iter(left)) if len(left) == 1 else None
 
 
-def _shapes_split(easy_vqa, split, limit, seed, verbose):
+def _shape_images(easy_vqa, split, limit):
+    """easy-VQA's `split` images whose questions tell colour and shape, by id: `(paths, classes)`.
+
+    The first `limit` of them (None: all); classes index `SHAPE_CLASS_NAMES`.
+    """
     paths = getattr(easy_vqa, f"get_{split}_image_paths")()
     known = colours_and_shapes(*getattr(easy_vqa, f"get_{split}_questions")())
     ids = [i for i in sorted(paths) if None not in known.get(i, (None, None))]
     if limit is not None:
         ids = ids[:limit]
     classes = np.array([COLOURS.index(known[i][0]) * len(SHAPES) + SHAPES.index(known[i][1]) for i in ids], "int32")
+    return [paths[i] for i in ids], classes
+
+
+def _shapes_split(easy_vqa, split, limit, seed, verbose):
+    paths, classes = _shape_images(easy_vqa, split, limit)
     rng = np.random.default_rng(seed)
     texts = np.array([shape_description(c, rng) for c in classes.tolist()], dtype=object)
     return Examples(
-        [paths[i] for i in ids], texts, classes, image_shape=SHAPES_IMAGE_SHAPE, class_names=SHAPE_CLASS_NAMES,
-        verbose=verbose,
+        paths, texts, classes, image_shape=SHAPES_IMAGE_SHAPE, class_names=SHAPE_CLASS_NAMES, verbose=verbose,
     )
 
 

@@ -1,5 +1,7 @@
-"""Image encoders: each builder returns a `keras.Model` from an image to a feature vector, or (the
-`patch` stem of a shared-encoder model) to a sequence of patch embeddings.
+"""Image encoders: each builder returns a `keras.Model` from an image to a feature vector, or to a
+sequence of vectors: the `patch` stem of a shared-encoder model, and the `cnn`, `residual_cnn` and
+`applications` encoders with `output="sequence"` (`pooling="sequence"` for `applications`), whose
+last feature map `(h, w, c)` becomes `h * w` vectors a decoder can attend to (a captioner).
 
 Layer names are stable and prefixed (`image_block1_conv`, `image_flatten`, ...), so summaries
 read well and weights can be moved between models by name.
@@ -22,11 +24,14 @@ from mmkeras.validation import (
 
 PADDINGS = ("valid", "same")
 POOLINGS = ("max", "avg", None)
-OUTPUTS = ("flatten", "avg", "max")
+OUTPUTS = ("flatten", "avg", "max", "sequence")
 GLOBAL_POOLINGS = ("avg", "max")
+SEQUENCE = "sequence"  # the feature map as a sequence of h * w vectors, for attention
 
 
 def _global_output(x, output, prefix):
+    if output == SEQUENCE:  # (h, w, c) -> (h * w, c), row by row
+        return keras.layers.Reshape((x.shape[1] * x.shape[2], x.shape[3]), name=f"{prefix}_sequence")(x)
     if output == "flatten":
         return keras.layers.Flatten(name=f"{prefix}_flatten")(x)
     if output == "avg":
@@ -89,9 +94,11 @@ def cnn_encoder(
         padding: `"valid"` or `"same"`. Defaults to `"valid"`.
         pooling: `"max"`, `"avg"` or `None`: the pooling after each block. Defaults to `"max"`.
         pool_size: int, the pooling window. Defaults to `2`.
-        output: `"flatten"`, `"avg"` or `"max"`: how the feature map becomes a vector.
-            Defaults to `"flatten"`.
-        dense_units: sequence of ints, Dense(relu) layers after the vector. Defaults to `()`.
+        output: `"flatten"`, `"avg"` or `"max"`: how the feature map becomes a vector, or
+            `"sequence"`: the last feature map `(h, w, c)` as `h * w` vectors `(h * w, c)`, for a
+            decoder to attend to. Defaults to `"flatten"`.
+        dense_units: sequence of ints, Dense(relu) layers after the vector (applied to each vector
+            of a sequence). Defaults to `()`.
         batch_norm: bool, BatchNormalization after each conv. Defaults to `False`.
         dropout: float, dropout after each dense layer. Defaults to `0.0`.
         batch_norm_momentum: float in (0, 1), the momentum of the batch norm's moving statistics
@@ -100,13 +107,16 @@ def cnn_encoder(
         name: str, the model's name. Defaults to `"image_encoder"`.
 
     Returns:
-        A `keras.Model` from `(batch, *image_shape)` floats to `(batch, features)`.
+        A `keras.Model` from `(batch, *image_shape)` floats to `(batch, features)`, or to
+        `(batch, h * w, features)` with `output="sequence"`.
 
     Example:
 
     >>> encoder = cnn_encoder((64, 64, 3), filters=(32, 64), output="avg")
     >>> encoder.output_shape
     (None, 64)
+    >>> cnn_encoder((64, 64, 3), filters=(32, 64), output="sequence").output_shape  # a 14x14 map
+    (None, 196, 64)
     """
     image_shape = check_image_shape("image_shape", image_shape)
     filters = check_int_tuple("filters", filters)
@@ -148,6 +158,7 @@ def cnn_encoder(
 def residual_cnn_encoder(
     image_shape=(64, 64, 3),
     filters=(32, 64, 128),
+    output="avg",
     dense_units=(),
     dropout=0.0,
     name="image_encoder",
@@ -160,6 +171,8 @@ def residual_cnn_encoder(
     Args:
         image_shape: tuple `(height, width, channels)`. Defaults to `(64, 64, 3)`.
         filters: sequence of ints, the width of each residual block. Defaults to `(32, 64, 128)`.
+        output: `"avg"` or `"max"` (global pooling to a vector), or `"sequence"`: the last
+            feature map `(h, w, c)` as `h * w` vectors, for a decoder to attend to. Defaults to `"avg"`.
         dense_units: sequence of ints, Dense(relu) layers after pooling. Defaults to `()`.
         dropout: float, dropout after each dense layer. Defaults to `0.0`.
         name: str. Defaults to `"image_encoder"`.
@@ -168,9 +181,12 @@ def residual_cnn_encoder(
 
     >>> residual_cnn_encoder((32, 32, 3), filters=(16, 32)).output_shape
     (None, 32)
+    >>> residual_cnn_encoder((32, 32, 3), filters=(16, 32), output="sequence").output_shape
+    (None, 256, 32)
     """
     image_shape = check_image_shape("image_shape", image_shape)
     filters = check_int_tuple("filters", filters, allow_empty=False)
+    check_one_of("output", output, (*GLOBAL_POOLINGS, SEQUENCE))
     dense_units = check_int_tuple("dense_units", dense_units)
     dropout = check_fraction("dropout", dropout)
 
@@ -195,7 +211,7 @@ def residual_cnn_encoder(
         y = conv_bn(y, width, 1, 3, f"{prefix}_2", relu=False)
         x = keras.layers.Add(name=f"{prefix}_add")([shortcut, y])
         x = keras.layers.Activation("relu", name=f"{prefix}_out")(x)
-    x = _global_output(x, "avg", "image")
+    x = _global_output(x, output, "image")
     x = _dense_stack(x, dense_units, dropout, "image")
     return keras.Model(inputs, x, name=name)
 
@@ -248,7 +264,9 @@ def applications_encoder(
         backbone: str, the name of a `keras.applications` model, e.g. `"ResNet50"`.
             Defaults to `"MobileNetV3Small"`.
         weights: `None` or the path of a local weights file. Defaults to `None`.
-        pooling: `"avg"` or `"max"`, the global pooling on the feature map. Defaults to `"avg"`.
+        pooling: `"avg"` or `"max"`, the global pooling on the feature map, or `"sequence"`:
+            no pooling, the feature map `(h, w, c)` as `h * w` vectors for a decoder to attend to.
+            Defaults to `"avg"`.
         trainable: bool, whether the backbone's weights train. Defaults to `True`.
         normalize: bool, a `LayerNormalization` (`image_feature_norm`) on the pooled backbone
             features, so their scale does not depend on the backbone's batch-norm statistics (see
@@ -284,7 +302,7 @@ def applications_encoder(
     """
     image_shape = check_image_shape("image_shape", image_shape)
     check_one_of("backbone", backbone, _application_names())
-    check_one_of("pooling", pooling, GLOBAL_POOLINGS)
+    check_one_of("pooling", pooling, (*GLOBAL_POOLINGS, SEQUENCE))
     check_bool("trainable", trainable)
     check_bool("normalize", normalize)
     dense_units = check_int_tuple("dense_units", dense_units)
@@ -295,7 +313,7 @@ def applications_encoder(
             f"never downloads weights. Received: weights={weights!r}"
         )
     base = getattr(keras.applications, backbone)(
-        include_top=False, weights=None, input_shape=image_shape, pooling=pooling
+        include_top=False, weights=None, input_shape=image_shape, pooling=None if pooling == SEQUENCE else pooling
     )
     if weights is not None:
         base.load_weights(os.fspath(weights))
@@ -305,6 +323,8 @@ def applications_encoder(
     if _preprocesses_inside(base):
         x = keras.layers.Rescaling(255.0, name="image_to_pixel_range")(x)
     x = base(x)
+    if pooling == SEQUENCE:
+        x = _global_output(x, SEQUENCE, "image")
     if normalize:
         x = keras.layers.LayerNormalization(epsilon=FEATURE_NORM_EPSILON, name="image_feature_norm")(x)
     x = _dense_stack(x, dense_units, dropout, "image")

@@ -31,7 +31,7 @@ from mmkeras.parts import build_image_encoder, build_text_encoder, deserialize_p
 from mmkeras.preprocessing import as_string_array
 from mmkeras.tasks import serving
 from mmkeras.tasks.head_task import OPTIMIZERS
-from mmkeras.tasks.task import Task, resolve_text_input
+from mmkeras.tasks.task import OwnLossTask, optional_class_labels, resolve_text_input
 from mmkeras.validation import check_bool, check_image_shape, check_one_of, check_positive_int, received
 
 LOSSES = ("contrastive", "sigmoid")
@@ -187,7 +187,7 @@ LOSS_FUNCTIONS = {"contrastive": contrastive_loss, "sigmoid": sigmoid_loss}
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
-class DualEncoder(Task):
+class DualEncoder(OwnLossTask):
     """An image tower and a text tower that embed both modalities in one space (CLIP, SigLIP).
 
     Inputs are a dict of `"image"` `(batch, *image_shape)` floats in [0, 1] and `"text"` token
@@ -231,6 +231,9 @@ class DualEncoder(Task):
     >>> sorted(model.predict(batch, verbose=0)), model.predict(batch, verbose=0)["image_embedding"].shape
     (['image_embedding', 'text_embedding'], (4, 16))
     """
+
+    trains_on = ("retrieval",)
+    own_loss = "contrastive or sigmoid loss (choose it with `DualEncoder(loss=...)`)"
 
     def __init__(
         self,
@@ -359,35 +362,7 @@ class DualEncoder(Task):
         """Each embedding depends on its own input only (the towers share nothing)."""
         return {"image_embedding": ["image"], "text_embedding": ["text"]}
 
-    def token_vocab_size(self, name="text"):
-        if self.input_kinds.get(name) != "token_ids":
-            return None
-        config = getattr(self, "_config", None)  # None while the constructor runs
-        return config["vocab_size"] if config else super().token_vocab_size(name)
-
     # Training.
-
-    def compile_defaults(self):
-        optimizer = keras.optimizers.get(
-            {"class_name": self._config["optimizer"], "config": {"learning_rate": self._config["learning_rate"]}}
-        )
-        return {"optimizer": optimizer, "loss": None, "metrics": None}
-
-    def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):
-        """`keras.Model.compile` with the task's optimizer; the loss is the task's own.
-
-        Args:
-            optimizer: `"auto"` or any Keras optimizer.
-            loss: `"auto"` or None (the task computes its contrastive or sigmoid loss, chosen
-                when it is built); another loss is refused.
-            metrics: `"auto"` or None.
-        """
-        if loss not in ("auto", None):
-            raise ValueError(
-                "`loss` of a DualEncoder is its own contrastive or sigmoid loss (choose it with "
-                f"`DualEncoder(loss=...)`); leave it out of compile(). Received: loss={loss!r}"
-            )
-        super().compile(optimizer=optimizer, loss="auto", metrics=metrics, **kwargs)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The contrastive (or sigmoid) loss of the batch's pairs; `y` and `sample_weight` are unused."""
@@ -400,15 +375,7 @@ class DualEncoder(Task):
 
     def check_labels(self, labels):
         """Labels are optional for a dual encoder: a class index per pair (for class-level metrics)."""
-        if labels is None:
-            return None
-        labels = np.asarray(labels)
-        if labels.ndim != 1 or labels.dtype.kind not in "iu":
-            raise ValueError(
-                "`labels` of a dual encoder must be one int class index per pair (used for class-level "
-                f"retrieval metrics, not by the loss). Received: labels of shape {labels.shape} and dtype {labels.dtype}"
-            )
-        return labels
+        return optional_class_labels(labels, "a dual encoder", "used for class-level retrieval metrics, not by the loss")
 
     # Encoding, search, zero-shot.
 

@@ -64,6 +64,9 @@ def resolve_text_input(preprocessor, text_vectorizer, raw_text, image_shape, seq
 class Task(keras.Model):
     """Base class of the mmkeras tasks (subclass it; it is not used directly).
 
+    Class attribute `trains_on`: the dataset tasks (`mmkeras.defaults.SPLIT_TASKS`) the family
+    trains on; `mmkeras.train` refuses any other dataset before loading it.
+
     Subclasses build their graph, then call
     `super().__init__(inputs=..., outputs=..., input_kinds=..., preprocessor=..., name=...)`.
 
@@ -74,6 +77,8 @@ class Task(keras.Model):
         preprocessor: a `Preprocessor`, or None for one that knows only the input shapes.
         name: str, the model's name.
     """
+
+    trains_on = ("binary", "multiclass", "multilabel", "regression")
 
     def __init__(self, inputs, outputs, *, input_kinds, preprocessor=None, name=None, **kwargs):
         for key, kind in input_kinds.items():
@@ -111,6 +116,9 @@ class Task(keras.Model):
         """
         if self.input_kinds.get(name) != "token_ids":
             return None
+        config = getattr(self, "_config", None)  # a family that keeps its arguments (None while building)
+        if isinstance(config, dict) and config.get("vocab_size"):
+            return config["vocab_size"]
         sizes = [layer.input_dim for layer in self._flatten_layers() if isinstance(layer, keras.layers.Embedding)]
         return max(sizes) if sizes else None
 
@@ -300,6 +308,23 @@ class Task(keras.Model):
         `examples` (a `mmkeras.data.Examples`); none by default."""
         return {}
 
+    def training_optimizer(self, learning_rate, total_steps, warmup):
+        """The optimizer `mmkeras.train` compiles the task with: by default Adam with a linear
+        warm-up over `warmup` of the `total_steps`, then cosine decay (a GAN keeps its own)."""
+        from mmkeras.training.reporting import learning_rate_schedule
+
+        return keras.optimizers.Adam(learning_rate_schedule(learning_rate, total_steps, warmup))
+
+    def training_callbacks(self):
+        """Keras callbacks `mmkeras.train` adds to the task's training (e.g. a GAN's sample grids);
+        none by default."""
+        return []
+
+    def run_files(self):
+        """`{relative_path: bytes}` that `mmkeras.train` writes into the run folder beside the model,
+        each path under `samples/` (e.g. the sample grids its `training_callbacks` kept); none by default."""
+        return {}
+
     # Hooks each family fills in.
 
     def compile_defaults(self):
@@ -368,3 +393,50 @@ class Task(keras.Model):
         if isinstance(config.get("preprocessor"), dict):
             config["preprocessor"] = keras.saving.deserialize_keras_object(config["preprocessor"])
         return cls(**config)
+
+
+def optional_class_labels(labels, what, use):
+    """Labels a task may take but does not train on: None, or one int class index per example.
+
+    `what` names the task in the error ("a dual encoder"), `use` says what the labels are for.
+    """
+    import numpy as np
+
+    if labels is None:
+        return None
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise ValueError(
+            f"`labels` of {what} must be one int class index per pair ({use}). "
+            f"Received: labels of shape {labels.shape} and dtype {labels.dtype}"
+        )
+    return labels
+
+
+class OwnLossTask(Task):
+    """A task that computes its own loss (`compute_loss`): `compile()` takes its optimizer and
+    learning rate from the task's arguments (`self._config["optimizer"]`, `["learning_rate"]`) and
+    refuses any other loss. Subclasses say what their loss is in `own_loss`."""
+
+    own_loss = "loss"
+
+    def compile_defaults(self):
+        optimizer = keras.optimizers.get(
+            {"class_name": self._config["optimizer"], "config": {"learning_rate": self._config["learning_rate"]}}
+        )
+        return {"optimizer": optimizer, "loss": None, "metrics": None}
+
+    def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):
+        """`keras.Model.compile` with the task's optimizer; the loss is the task's own.
+
+        Args:
+            optimizer: `"auto"` or any Keras optimizer.
+            loss: `"auto"` or None (the task's own loss); another loss is refused.
+            metrics: `"auto"` or None.
+        """
+        if loss not in ("auto", None):
+            raise ValueError(
+                f"`loss` of a {type(self).__name__} is its own {self.own_loss}; leave it out of compile(). "
+                f"Received: loss={loss!r}"
+            )
+        super().compile(optimizer=optimizer, loss="auto", metrics=metrics, **kwargs)

@@ -119,7 +119,8 @@ def evaluate(model, dataset=None, *, data=None, split="test", batch_size=256, li
     net.check_labels(examples.labels)
     if not net.compiled:
         net.compile()
-    result = net.evaluate(examples.to_dataset(task=net, batch_size=batch_size), verbose=0, return_dict=True)
+    dataset = examples.to_dataset(task=net, batch_size=batch_size, with_labels=examples.labels is not None)
+    result = net.evaluate(dataset, verbose=0, return_dict=True)  # a captioner's examples have no labels
     result = {k: float(v) for k, v in result.items()}
     if split == "test" and extra_metrics is not None:
         result.update(extra_metrics(net, batch_size))

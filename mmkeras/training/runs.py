@@ -38,7 +38,8 @@ def default_output(model, dataset):
 
 
 # Everything a run folder may hold (`preprocessor.json`: folders of mmkeras 0.1).
-RUN_FILES = (MODEL_FILE, HISTORY_FILE, METRICS_FILE, SAVED_MODEL_DIR, "preprocessor.json")
+TASK_FILES_DIR = "samples"  # where a task's own files go (`Task.run_files`: a GAN's sample grids)
+RUN_FILES = (MODEL_FILE, HISTORY_FILE, METRICS_FILE, SAVED_MODEL_DIR, "preprocessor.json", TASK_FILES_DIR)
 
 
 def _unexpected_entries(path):
@@ -143,6 +144,14 @@ def write_run(output, model, history, metrics, *, export=True, started=None, ver
     with atomic_folder(output, overwrite=True, replaceable=is_run_folder, what=WHAT) as staging:
         model.save(os.path.join(staging, MODEL_FILE))
         plot_history(history, os.path.join(staging, HISTORY_FILE), title=f"{metrics['model']} on {metrics['dataset']}")
+        for relative, content in model.run_files().items() if hasattr(model, "run_files") else ():
+            parts = os.path.normpath(relative).split(os.sep)
+            if len(parts) < 2 or parts[0] != TASK_FILES_DIR or ".." in parts:
+                raise ValueError(f"A task's run files must lie under {TASK_FILES_DIR}/. Received: {relative!r}")
+            path = os.path.join(staging, relative)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(content)
         if export:
             from mmkeras.export import export_model
 

@@ -23,7 +23,6 @@ from mmkeras.heads import get_head
 from mmkeras.precision import PRECISIONS, precision_scope, resolve_precision
 from mmkeras.preprocessing import Preprocessor, text_vectorizer
 from mmkeras.registry import get_entry, get_model, list_models
-from mmkeras.training.reporting import learning_rate_schedule
 from mmkeras.training.runs import check_output, check_writable, default_output, machine, versions, write_run
 from mmkeras.validation import (
     check_fraction, check_image_shape, check_kwargs, check_one_of, check_positive_int, check_seed,
@@ -147,7 +146,7 @@ def _prepare_data(splits, settings, image_shape):
             "`dataset` must give raw training texts (train learns the vocabulary from them). "
             "Received: training examples with token ids or without texts"
         )
-    head_spec = None if splits.task == "retrieval" else splits.head_spec()  # a dual encoder has no head
+    head_spec = None if splits.task in ("retrieval", "captioning") else splits.head_spec()  # no head there
     head = None if head_spec is None else get_head(head_spec)
     for split in ("train", "validation", "test"):
         examples = getattr(splits, split)
@@ -183,7 +182,7 @@ def _build(model, data, model_overrides, tf_strategy, policy, learning_rate, tot
         overrides["head"] = data.head
     with tf_strategy.scope(), precision_scope(policy):
         net = get_model(model, **overrides)
-        net.compile(optimizer=keras.optimizers.Adam(learning_rate_schedule(learning_rate, total_steps, warmup)))
+        net.compile(optimizer=net.training_optimizer(learning_rate, total_steps, warmup))
     return net
 
 
@@ -390,7 +389,7 @@ def train(
     }
     history = distribute.fit(
         net, train_data, epochs=epochs, validation_data=val_data, backup_dir=backup_dir,
-        steps_per_epoch=steps_per_epoch, verbose=int(verbose), callbacks=[keras.callbacks.TerminateOnNaN()],
+        steps_per_epoch=steps_per_epoch, verbose=int(verbose), callbacks=[keras.callbacks.TerminateOnNaN(), *net.training_callbacks()],
         backup_settings=backup_settings, keep_backup=True,
     )
     train_seconds = time.perf_counter() - fit_started
@@ -421,24 +420,22 @@ def train(
 
 
 def _check_model_fits_task(model, dataset_name, dataset_task):
-    """A retrieval dataset trains a dual encoder, and a dual encoder only a retrieval dataset."""
-    from mmkeras.tasks import DualEncoder
+    """Refuse a dataset the model's family does not train on (`Task.trains_on`), naming models that do."""
+    from mmkeras.tasks import Task
 
     if dataset_task is None:
         return
     task = get_entry(model).task
-    dual = isinstance(task, type) and issubclass(task, DualEncoder)
-    if dual and dataset_task != "retrieval":
-        raise ValueError(
-            f"`model` {model!r} is a dual encoder: it trains on image-text pairs (a retrieval dataset such as "
-            f"'fashion_mnist_descriptions'), not on labels. Received: dataset {dataset_name!r} with a {dataset_task} task"
-        )
-    if dataset_task == "retrieval" and not dual:
-        retrieval = ", ".join(repr(n) for n in list_models(family="retrieval"))
-        raise ValueError(
-            f"`dataset` {dataset_name!r} is a retrieval dataset (image-text pairs): train a dual encoder on it "
-            f"({retrieval}). Received: model={model!r}"
-        )
+    trains_on = task.trains_on if isinstance(task, type) and issubclass(task, Task) else Task.trains_on
+    if dataset_task in trains_on:
+        return
+    fitting = [name for name in list_models() if dataset_task in getattr(get_entry(name).task, "trains_on", ())]
+    raise ValueError(
+        f"`model` {model!r} ({getattr(task, '__name__', task)}) trains on {' or '.join(trains_on)} datasets, and "
+        f"`dataset` {dataset_name!r} is a {dataset_task} dataset: train "
+        + (", ".join(repr(n) for n in fitting[:6]) if fitting else "another family") + " on it. "
+        f"Received: model={model!r}, dataset={dataset_name!r}"
+    )
 
 
 def _check_finite(net, history, learning_rate, backup_dir):
@@ -468,13 +465,16 @@ def headline(metrics):
                  "zero_shot_accuracy": "zero-shot accuracy"}
         return "Test " + ", ".join(f"{label}: {metrics[f'test_{k}']:.4f}" for k, label in names.items()
                                    if metrics.get(f"test_{k}") is not None)
+    if metrics.get("test_beam_bleu4") is not None:  # a captioner: BLEU-4 and exact match of its captions
+        return (f"Test BLEU-4: {metrics['test_beam_bleu4']:.4f} (greedy {metrics['test_greedy_bleu4']:.4f}), "
+                f"exact match: {metrics['test_beam_exact_match']:.4f}")
     others = {k: v for k, v in (metrics.get("test_metrics") or {}).items() if k != "loss"}
     return "Test " + ", ".join(f"{k}: {v:.4f}" for k, v in others.items())
 
 
 def _print_summary(metrics, extra, test_size, train_seconds, output):
     line = headline(metrics)
-    if extra and metrics.get("test_t2i_recall@1") is None:  # the retrieval metrics go to metrics.json
+    if extra and metrics.get("test_t2i_recall@1") is None and metrics.get("test_beam_bleu4") is None:  # see metrics.json
         line += "  (" + ", ".join(f"{k} {v:.4f}" for k, v in extra.items()) + ")"
     print(f"{line}  [{test_size:,} test examples; training took {train_seconds:.1f} s]")
     if output is not False:
