@@ -17,4 +17,8 @@ FUSION_KINDS = {
     "low_rank_tensor": "Low-rank multimodal fusion: tensor fusion computed through rank-`r` modality factors.",
     "sequence": "Sequence fusion: the (projected) modalities read in order by a recurrent layer.",
     "shared_transformer": "Shared-encoder fusion: every modality's tokens, tagged by modality, read by one Transformer.",
+    "film": "Feature-wise linear modulation (FiLM): the other modalities scale and shift the first, unit by unit.",
+    "mfb": "Multi-modal factorized bilinear pooling (MFB): projected product, sum-pooled, power- and L2-normalised.",
+    "multiplicative": "Multiplicative interaction of two modalities: `z^T W x + z^T U + V x + b`, with a 3-D tensor `W`.",
+    "deep_set": "Deep Sets: a shared network on every modality, then a mean over the modalities present.",
 }

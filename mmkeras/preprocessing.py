@@ -520,7 +520,7 @@ class Preprocessor:
             )
         return tf.cast(self.vectorizer(texts), tf.int32)
 
-    def decode_images(self, image_bytes, name="image", max_pixels=None):
+    def decode_images(self, image_bytes, name="image", max_pixels=None, empty_as_absent=False):
         """Encoded image bytes `(batch,)` -> float32 images `(batch, *image_shape)` (TF op).
 
         Each item is checked before it is decoded (`check_encoded_image`), and a bad one is named
@@ -530,15 +530,26 @@ class Preprocessor:
             image_bytes: a `tf.string` tensor `(batch,)`.
             name: str, the input's name in error messages. Defaults to `"image"`.
             max_pixels: int or None, the pixel limit. Defaults to `MAX_IMAGE_PIXELS`.
+            empty_as_absent: bool, turn empty bytes into an absent image (all NaN, see
+                `mmkeras.missing`) instead of an error. Defaults to `False`.
         """
         if self.image_shape is None:
             raise ValueError("This model's preprocessor has no image shape (a text-only model).")
         image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
         positions = tf.range(tf.shape(image_bytes, out_type=tf.int64)[0])
+
+        def decode(item):
+            where = tf.strings.join([f"{name}[", tf.strings.as_string(item[1]), "]"])
+            if not empty_as_absent:
+                return decode_image(item[0], self.image_shape, where, max_pixels)
+            return tf.cond(
+                tf.equal(tf.strings.length(item[0]), 0),
+                lambda: tf.fill(self.image_shape, float("nan")),
+                lambda: decode_image(item[0], self.image_shape, where, max_pixels),
+            )
+
         return tf.map_fn(  # one by one, each checked with its index (`image[3]`) for the errors
-            lambda item: decode_image(
-                item[0], self.image_shape, tf.strings.join([f"{name}[", tf.strings.as_string(item[1]), "]"]), max_pixels
-            ),
+            decode,
             (image_bytes, positions),
             fn_output_signature=tf.TensorSpec(self.image_shape, tf.float32),
         )

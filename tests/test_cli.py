@@ -42,7 +42,7 @@ def test_list_models_and_datasets():
     assert set(mmkeras.list_models()) >= {"s0", "s1", "vqa", "fusion_gated"}
     assert mmkeras.list_datasets() == [
         "easy_vqa", "easy_vqa_captions", "easy_vqa_descriptions", "easy_vqa_yes_no", "fashion_mnist_captions",
-        "fashion_mnist_descriptions", "fashion_mnist_pair_captions",
+        "fashion_mnist_descriptions", "fashion_mnist_pair_captions", "fashion_pairs",
     ]
 
 

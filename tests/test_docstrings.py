@@ -34,6 +34,7 @@ NEEDS_FASHION_MNIST = {
     "mmkeras.data.fashion_mnist.read_idx",
     "mmkeras.data.retrieval_datasets.load_fashion_mnist_descriptions",
     "mmkeras.data.caption_datasets.load_fashion_mnist_pair_captions",
+    "mmkeras.data.fashion_pairs.load_fashion_pairs",
 }
 
 

@@ -1,6 +1,7 @@
 """The fusion layers compute what their docstrings say, for two and three modalities."""
 
 import math
+import re
 
 import keras
 import numpy as np
@@ -22,6 +23,10 @@ UNITS = {"concatenate": {}, "tensor": {"units": 2}, "low_rank_tensor": {"units":
 @pytest.mark.parametrize("inputs", [[A, B], [A, B, C]], ids=["two", "three"])
 def test_every_fusion_takes_modalities_of_different_widths(name, inputs):
     layer = fusion.get_fusion(name, **UNITS.get(name, {"units": 6}))
+    if layer.max_inputs and len(inputs) > layer.max_inputs:
+        with pytest.raises(ValueError, match=f"between 2 and {layer.max_inputs} modalities"):
+            layer(inputs)
+        return
     out = ops.convert_to_numpy(layer(inputs))
     assert out.shape[0] == 4 and np.isfinite(out).all()
 
@@ -144,7 +149,10 @@ def reference_projection(layer, inputs):
     if isinstance(layer, fusion.LowRankTensorFusion) or not project:
         assert not layer.kernels  # no projection weights either
         return xs
-    width = layer.units or xs[0].shape[-1]
+    width = layer.units * layer.factors if isinstance(layer, fusion.MFBFusion) else layer.units or xs[0].shape[-1]
+    if isinstance(layer, fusion.FiLMFusion):  # only the modulated (first) modality is projected
+        assert len(layer.kernels) == 1
+        xs = xs[:1]
     activation = NUMPY_ACTIVATIONS[layer.get_config()["activation"]]
     projected = []
     for x, kernel, bias in zip(xs, layer.kernels, layer.biases):
@@ -219,8 +227,8 @@ def reference_shared_transformer(layer, xs, keeps):
     return reference_layer_norm(layer.final_norm, tokens[:, 0])
 
 
-def reference_fusion(layer, inputs):
-    """What each fusion layer's docstring says it computes, in float64 numpy."""
+def reference_fusion(layer, inputs, presence=None):
+    """What each fusion layer's docstring says it computes, in float64 numpy (`presence`: DeepSets')."""
     raw = [np.asarray(x, "float64") for x in inputs]
     xs = reference_projection(layer, inputs)
     n = len(xs)
@@ -269,11 +277,36 @@ def reference_fusion(layer, inputs):
         return (reference_gru if layer.cell == "gru" else reference_lstm)(cell, xs)
     if isinstance(layer, fusion.SharedTransformerFusion):  # each vector is one token
         return reference_shared_transformer(layer, [x[:, None, :] for x in xs], [np.ones((x.shape[0], 1), bool) for x in xs])
+    if isinstance(layer, fusion.FiLMFusion):
+        # gamma, beta = [x_2, ..., x_n] W_c + b_c (gamma: the first `width` columns); (1 + gamma) * h + beta.
+        h = xs[0]  # P_1 x_1, or x_1 itself when units is None
+        width = h.shape[-1]
+        params = np.concatenate(raw[1:], axis=-1) @ _np(layer.condition_kernel) + _np(layer.condition_bias)
+        assert params.shape[-1] == 2 * width
+        return (1 + params[:, :width]) * h + params[:, width:]
+    if isinstance(layer, fusion.MFBFusion):
+        # Product of the projections, sum over consecutive groups of `factors`, signed sqrt, L2 norm.
+        z = np.prod(np.stack(xs), axis=0)
+        z = np.stack([z[:, j * layer.factors : (j + 1) * layer.factors].sum(-1) for j in range(layer.units)], -1)
+        z = np.sign(z) * np.sqrt(np.abs(z) + 1e-8)
+        return z / np.sqrt(np.maximum((z**2).sum(-1, keepdims=True), 1e-12))
+    if isinstance(layer, fusion.MultiplicativeFusion):
+        # f_k = sum_ij z_i W[i, j, k] x_j + sum_i z_i U[i, k] + sum_j V[j, k] x_j + b_k, written out as loops over i.
+        x, z = xs
+        w, u, v = _np(layer.interaction_kernel), _np(layer.context_kernel), _np(layer.input_kernel)
+        bilinear = sum(z[:, i : i + 1] * (x @ w[i]) for i in range(z.shape[-1]))
+        return bilinear + z @ u + x @ v + _np(layer.bias)
+    if isinstance(layer, fusion.DeepSetFusion):
+        m = np.ones((xs[0].shape[0], n)) if presence is None else np.asarray(presence, "float64")
+        phi = [np.maximum(x @ _np(layer.phi_kernel) + _np(layer.phi_bias), 0.0) for x in xs]
+        total = sum(np.where(m[:, i : i + 1] > 0, m[:, i : i + 1] * phi[i], 0.0) for i in range(n))  # absent: even NaN
+        return total / np.maximum(m.sum(-1, keepdims=True), 1.0)
     raise AssertionError(f"no numpy reference for {type(layer).__name__}")
 
 
 MIXED = {"two": [A, B], "three": [A, B, C]}  # different widths
 COMMON = {"two": SAME[:2], "three": SAME}  # one width
+PAIR = {"two": [A, B]}  # layers that fuse two modalities only (they must refuse three)
 REFERENCE_CASES = [
     ("concatenate", {}, MIXED),
     ("concatenate", {"units": 4}, MIXED),
@@ -299,6 +332,18 @@ REFERENCE_CASES = [
     ("shared_transformer", {"num_heads": 1}, MIXED),  # units=None: the first modality's width (3)
     ("shared_transformer", {"units": 4, "num_layers": 2}, MIXED),
     ("shared_transformer", {"units": 4, "intermediate_dim": 6, "activation": "tanh"}, MIXED),
+    ("film", {}, MIXED),  # units=None: the first modality modulated as it is
+    ("film", {"units": 4}, MIXED),
+    ("film", {"units": 4, "activation": "tanh"}, MIXED),
+    ("mfb", {"units": 4, "factors": 3}, MIXED),
+    ("mfb", {"units": 3, "factors": 1, "activation": "tanh"}, MIXED),
+    ("mfb", {"units": 4, "factors": 2, "dropout": 0.5}, MIXED),  # no dropout at inference
+    ("multiplicative", {}, PAIR),  # units=None: the first modality's width
+    ("multiplicative", {"units": 4}, PAIR),
+    ("multiplicative", {"units": 4, "activation": "relu"}, PAIR),
+    ("deep_set", {}, MIXED),
+    ("deep_set", {"units": 4}, MIXED),
+    ("deep_set", {"units": 4, "activation": "tanh"}, MIXED),
 ]
 
 
@@ -322,8 +367,12 @@ def test_reference_cases_cover_every_fusion():
     ],
 )
 def test_fusion_matches_its_numpy_reference(name, kwargs, inputs, count):
-    inputs = inputs[count]
     layer = fusion.get_fusion(name, **kwargs)
+    if count not in inputs:  # a two-modality layer refuses three
+        with pytest.raises(ValueError, match=f"between 2 and {layer.max_inputs} modalities"):
+            layer(MIXED[count])
+        return
+    inputs = inputs[count]
     layer(inputs)
     randomize_weights(layer)
     out = ops.convert_to_numpy(layer(inputs))
@@ -359,3 +408,157 @@ def test_shared_transformer_matches_its_numpy_reference_on_masked_sequences(coun
     expected = reference_shared_transformer(layer, sequences, keeps)
     assert out.shape == expected.shape == (4, 4)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+# --- FiLM, MFB, multiplicative interactions and Deep Sets: what their formulas promise ------------
+
+
+def test_film_projects_only_the_first_modality_and_starts_from_the_identity():
+    layer = fusion.FiLMFusion(units=4)
+    layer([A, B, C])
+    assert [w.path.split("/")[-1] for w in layer.weights] == ["kernel_0", "bias_0", "condition_kernel", "condition_bias"]
+    assert tuple(layer.condition_kernel.shape) == (5 + 2, 2 * 4)  # the other modalities, unprojected
+    randomize_weights(layer)
+    modulated = ops.convert_to_numpy(layer([A, B, C]))
+    assert not np.allclose(modulated, ops.convert_to_numpy(layer([A, B, 2 * C])))  # every condition counts
+    layer.condition_kernel.assign(np.zeros((7, 8), "float32"))
+    layer.condition_bias.assign(np.zeros(8, "float32"))
+    # gamma = beta = 0: the output is h itself, (1 + gamma) * h + beta = h.
+    np.testing.assert_allclose(layer([A, B, C]), reference_projection(layer, [A, B, C])[0], rtol=1e-5, atol=1e-6)
+
+
+def test_mfb_has_unit_norm_and_drops_out_only_in_training():
+    layer = fusion.MFBFusion(units=4, factors=3, dropout=0.5)
+    inference = ops.convert_to_numpy(layer([A, B, C]))
+    training = ops.convert_to_numpy(layer([A, B, C], training=True))
+    for out in (inference, training):
+        np.testing.assert_allclose(np.linalg.norm(out, axis=-1), 1.0, atol=1e-5)
+    assert not np.allclose(training, inference)
+    plain = fusion.MFBFusion(units=4, factors=3)
+    plain([A, B, C])
+    plain.set_weights(layer.get_weights())  # the dropout adds no weights
+    np.testing.assert_allclose(plain([A, B, C], training=True), inference, atol=1e-6)
+    clone = fusion.MFBFusion.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config() and clone.get_config()["dropout"] == 0.5
+
+
+def test_mfb_signed_square_root_keeps_gradients_finite_at_zero():
+    layer = fusion.MFBFusion(units=2, factors=2)
+    zeros = [np.zeros((2, 3), "float32"), np.zeros((2, 5), "float32")]
+    layer(zeros)  # the biases are zero: every pooled value is exactly 0
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        out = layer(zeros)
+    grads = tape.gradient(out, layer.trainable_weights)
+    assert all(np.isfinite(ops.convert_to_numpy(g)).all() for g in grads)
+    np.testing.assert_array_equal(ops.convert_to_numpy(out), 0.0)
+
+
+def test_multiplicative_parameter_count_and_two_modalities_only():
+    layer = fusion.MultiplicativeFusion(units=4)
+    layer([A, B])
+    u = 4
+    assert layer.count_params() == (3 + 1) * u + (5 + 1) * u + u**3 + 2 * u**2 + u
+    assert tuple(layer.interaction_kernel.shape) == (u, u, u)
+    with pytest.raises(ValueError, match=re.escape("between 2 and 2 modalities. Received: 3 inputs")):
+        fusion.MultiplicativeFusion(units=4)([A, B, C])
+
+
+def test_multiplicative_is_bilinear_in_the_projected_modalities():
+    """Without the projections' biases, f(x, z) - f(x, 0) - f(0, z) + f(0, 0) = z^T W x: it scales by a * b."""
+    layer = fusion.MultiplicativeFusion(units=4)
+    layer([A, B])
+    randomize_weights(layer)
+    for bias in layer.biases:
+        bias.assign(np.zeros(4, "float32"))
+
+    def interaction(a, b):
+        f = lambda x, z: ops.convert_to_numpy(layer([x, z])).astype("float64")  # noqa: E731
+        return f(a * A, b * B) - f(a * A, 0 * B) - f(0 * A, b * B) + f(0 * A, 0 * B)
+
+    np.testing.assert_allclose(interaction(2.0, 3.0), 6.0 * interaction(1.0, 1.0), rtol=1e-4, atol=1e-4)
+
+
+PRESENCE = np.array([[1, 1, 1], [1, 0, 1], [0, 0, 1], [0, 0, 0]], "float32")  # the last row: nothing present
+
+
+@pytest.mark.parametrize("count", ["two", "three"])
+def test_deep_set_masked_mean_matches_its_numpy_reference(count):
+    inputs, presence = MIXED[count], PRESENCE[:, : {"two": 2, "three": 3}[count]]
+    layer = fusion.DeepSetFusion(units=4, activation="tanh")
+    layer(inputs)
+    randomize_weights(layer)
+    for mask in (presence, presence.astype(bool), 0.5 * presence):
+        out = ops.convert_to_numpy(layer(inputs, presence=mask))
+        np.testing.assert_allclose(out, reference_fusion(layer, inputs, presence=mask), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(out[3], 0.0)  # no modality present: zeros, not phi of anything
+    everything = np.ones((4, len(inputs)), "float32")
+    np.testing.assert_allclose(layer(inputs, presence=everything), layer(inputs), rtol=1e-6, atol=1e-6)
+
+
+def test_deep_set_ignores_absent_modalities_whatever_their_values():
+    layer = fusion.DeepSetFusion(units=4)
+    layer([A, B, C])
+    randomize_weights(layer)
+    expected = ops.convert_to_numpy(layer([A, B, C], presence=PRESENCE))
+    for absent in (np.full_like(B, 1e6), np.full_like(B, np.nan)):
+        b = np.where(PRESENCE[:, 1:2] > 0, B, absent)  # B replaced where it is absent
+        np.testing.assert_array_equal(ops.convert_to_numpy(layer([A, b, C], presence=PRESENCE)), expected)
+
+
+def test_deep_set_does_not_depend_on_the_order_of_the_modalities():
+    layer = fusion.DeepSetFusion(units=4)
+    layer([A, B, C])
+    randomize_weights(layer)
+    order = [2, 0, 1]
+    permuted = fusion.DeepSetFusion(units=4)
+    permuted([C, A, B])
+    kernels, biases, phi = layer.get_weights()[0:6:2], layer.get_weights()[1:6:2], layer.get_weights()[6:]
+    permuted.set_weights([w for i in order for w in (kernels[i], biases[i])] + phi)
+    for presence in (None, PRESENCE):
+        out = layer([A, B, C], presence=presence)
+        swapped = permuted([C, A, B], presence=None if presence is None else presence[:, order])
+        np.testing.assert_allclose(ops.convert_to_numpy(swapped), ops.convert_to_numpy(out), rtol=1e-6, atol=1e-6)
+
+
+def test_deep_set_takes_presence_in_a_functional_model():
+    inputs = [keras.Input((3,)), keras.Input((5,))]
+    presence = keras.Input((2,), dtype="bool")
+    layer = fusion.get_fusion("deep_set", units=4)
+    assert layer.uses_presence and not fusion.get_fusion("sum", units=4).uses_presence
+    model = keras.Model([*inputs, presence], layer(inputs, presence=presence))
+    mask = PRESENCE[:, :2].astype(bool)
+    np.testing.assert_allclose(model.predict([A, B, mask], verbose=0), layer([A, B], presence=mask), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: fusion.MFBFusion(units=0), "`units` must be a positive integer. Received: units=0"),
+        (lambda: fusion.MFBFusion(units=None), "`units` must be a positive integer. Received: units=None"),
+        (lambda: fusion.MFBFusion(factors=2.5), "`factors` must be a positive integer. Received: factors=2.5"),
+        (lambda: fusion.MFBFusion(factors=0), "`factors` must be a positive integer. Received: factors=0"),
+        (lambda: fusion.MFBFusion(dropout=1.0), "`dropout` must be a number in [0, 1). Received: dropout=1.0"),
+        (lambda: fusion.FiLMFusion(units=-1), "`units` must be a positive integer. Received: units=-1"),
+        (lambda: fusion.MultiplicativeFusion(units="64"), "`units` must be a positive integer. Received: units='64'"),
+        (lambda: fusion.DeepSetFusion(units=0), "`units` must be a positive integer. Received: units=0"),
+        (lambda: fusion.get_fusion("mfb", rank=2), "Invalid arguments for `fusion` 'mfb': ['rank']"),
+        (lambda: fusion.get_fusion("film", factors=2), "Invalid arguments for `fusion` 'film': ['factors']"),
+        (lambda: fusion.get_fusion("deep_set", presence=None), "Invalid arguments for `fusion` 'deep_set': ['presence']"),
+        (
+            lambda: fusion.MultiplicativeFusion()([A]),
+            "MultiplicativeFusion fuses between 2 and 2 modalities. Received: 1 inputs",
+        ),
+        (
+            lambda: fusion.DeepSetFusion(units=4)([A, B, C], presence=PRESENCE[:, :2]),
+            "`presence` must have shape (batch, 3): one column per modality. Received: presence with shape (4, 2)",
+        ),
+    ],
+    ids=["mfb-units", "mfb-units-none", "mfb-factors-float", "mfb-factors", "mfb-dropout", "film-units",
+         "multiplicative-units", "deep_set-units", "mfb-kwargs", "film-kwargs", "deep_set-presence-kwarg",
+         "multiplicative-one", "deep_set-presence-shape"],
+)
+def test_new_fusions_name_a_bad_argument(make, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make()

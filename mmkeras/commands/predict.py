@@ -11,20 +11,26 @@ def add_parser(subparsers):
             "Load a folder written by `mmkeras train`, decode IMAGE (PNG, JPEG, GIF or BMP) and\n"
             "tokenize TEXT exactly as in training, and print the most likely answer and its\n"
             "probability, tab-separated (and the runners-up with --top-k). A captioner takes no\n"
-            "TEXT: it prints the caption it writes for IMAGE and its log-probability."
+            "TEXT: it prints the caption it writes for IMAGE and its log-probability. A model trained\n"
+            "with --modality-dropout answers with IMAGE or TEXT left out."
         ),
         epilog=(
             "examples:\n"
             "  mmkeras predict saved_models/vqa-easy_vqa shape.png 'what color is the shape?'\n"
             "  mmkeras predict saved_models/vqa-fashion_mnist_captions shoe.png 'a photo of a sneaker'\n"
-            "  mmkeras predict saved_models/caption_transformer-easy_vqa_captions shape.png"
+            "  mmkeras predict saved_models/caption_transformer-easy_vqa_captions shape.png\n"
+            "  mmkeras predict saved_models/vqa-easy_vqa --text 'what shape is it?'   (no image: a model\n"
+            "      trained with --modality-dropout; an empty TEXT '' means no text)"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", help="a folder written by `mmkeras train`")
-    parser.add_argument("image", help="an image file")
+    parser.add_argument("image", nargs="?", default=None,
+                        help="an image file; left out (or '') for no image, with a model trained with --modality-dropout")
     parser.add_argument("text", nargs="?", default=None,
-                        help="the question or caption (quote it); left out for a captioner")
+                        help="the question or caption (quote it); left out for a captioner, or for no text")
+    parser.add_argument("--text", dest="text_option", default=None, metavar="TEXT",
+                        help="the question or caption, given without an image (IMAGE left out)")
     parser.add_argument("--top-k", type=int, default=1, help="also list the k most likely answers; default 1")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run)
@@ -60,7 +66,14 @@ def run(args):
 
     from mmkeras.training import predict
 
-    result = predict(args.model, args.image, args.text, top_k=max(1, args.top_k))
+    if args.text_option is not None:
+        if args.text is not None:
+            raise ValueError(f"Give the text once, as TEXT or as --text. Received: {args.text!r} and --text {args.text_option!r}")
+        args.text = args.text_option
+    image = args.image or None  # '' = no image
+    if image is None and args.text is None:
+        raise ValueError("predict needs an IMAGE, a TEXT (--text), or both. Received: neither")
+    result = predict(args.model, image, args.text, top_k=max(1, args.top_k))
     if args.json:
         print(json.dumps(result))
         return 0

@@ -101,6 +101,11 @@ def add_parser(subparsers):
         "--backup-dir", default=None, help="folder for BackupAndRestore state, so an interrupted run resumes"
     )
     parser.add_argument("--validation-split", type=float, default=0.1, help="share of training images held out; default 0.1")
+    parser.add_argument(
+        "--modality-dropout", type=float, default=None,
+        help="drop the image or the text of a training example with this probability, so the model also answers "
+        "with one of them absent (see docs/robustness.md); default off",
+    )
     parser.add_argument("--image-shape", type=_shape, default=None, help="image shape H,W,C the model takes (default: the recipe's tuned shape, else the dataset's)")
     parser.add_argument("--max-steps", type=int, default=None, help="at most this many training steps per epoch (smoke tests)")
     parser.add_argument("--limit", type=int, default=None, help="at most this many examples per split (smoke tests)")
@@ -125,6 +130,8 @@ def run(args):
             for k, v in mmkeras.get_entry(args.model).tiny.items()
             if k not in ("image_shape", "sequence_length", "vocab_size")
         }
+    if args.modality_dropout is not None:
+        overrides = {**(overrides or {}), "modality_dropout": args.modality_dropout}
     data_options = None
     if args.data is not None:
         data_options = {

@@ -9,6 +9,7 @@
 | `easy_vqa_descriptions` | shape image <-> description of its colour and shape (retrieval, 24 classes) | PyPI `easy-vqa` |
 | `easy_vqa_captions` | shape image -> its caption, templated from its colour and shape (captioning, 24 captions) | PyPI `easy-vqa` |
 | `fashion_mnist_pair_captions` | two photos side by side -> a caption templated from their classes (captioning, 100 captions) | Debian `dataset-fashion-mnist` |
+| `fashion_pairs` | two photos side by side + a generated statement about them -> true or false (sigmoid); text alone and image alone at chance | Debian `dataset-fashion-mnist` |
 
 Each loader returns a `DatasetSplits`: `train`, `validation` and `test` `Examples`, the class
 names and the task, ready for `Examples.to_dataset`. Nothing is ever downloaded.
@@ -206,7 +207,7 @@ def list_datasets():
 
     >>> list_datasets()
     ['easy_vqa', 'easy_vqa_captions', 'easy_vqa_descriptions', 'easy_vqa_yes_no', 'fashion_mnist_captions',
-     'fashion_mnist_descriptions', 'fashion_mnist_pair_captions']
+     'fashion_mnist_descriptions', 'fashion_mnist_pair_captions', 'fashion_pairs']
     """
     return sorted(_DATASETS)
 

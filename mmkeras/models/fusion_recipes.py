@@ -28,6 +28,10 @@ FUSION_ARGS = {
     "low_rank_tensor": {"units": 64, "rank": 4},
     "sequence": {"units": 64},
     "shared_transformer": {"units": 64, "num_heads": 4},
+    "film": {"units": 64},
+    "mfb": {"units": 64, "factors": 5},
+    "multiplicative": {"units": 64},
+    "deep_set": {"units": 64},
 }
 
 for _method, _args in FUSION_ARGS.items():
@@ -41,6 +45,16 @@ for _method, _args in FUSION_ARGS.items():
         fusion={"kind": _method, **_args},
         **BASE,
     )
+
+register_recipe(
+    "late_fusion",
+    family="baseline",
+    description="Late fusion: each modality's encoder and its own linear classifier, their logits summed "
+    "(a sum fusion straight into a linear head); the baseline of effective robustness (docs/robustness.md).",
+    reference="Late fusion, the baseline of MultiBench's effective robustness (Liang et al. 2021)",
+    tiny=TINY,
+    **{**BASE, "fusion": {"kind": "sum", "units": 64}, "hidden_units": ()},
+)
 
 register_recipe(
     "residual_transformer",

@@ -7,6 +7,7 @@ per fusion method, `vqa`) is a `FusionClassifier` with other arguments.
 import keras
 
 from mmkeras.heads import get_head
+from mmkeras.missing import ImagePresence, MissingModalities, TextPresence, check_modality_dropout
 from mmkeras.parts import build_fusion, build_image_encoder, build_text_encoder, deserialize_part, serialize_part
 from mmkeras.tasks.head_task import HeadTask
 from mmkeras.tasks.task import resolve_text_input
@@ -61,6 +62,13 @@ class FusionClassifier(HeadTask):
         learning_rate: float, for `compile()`. Defaults to `1e-3`.
         preprocessor: a `mmkeras.preprocessing.Preprocessor` (vocabulary, class names), or None
             for one that knows only the input shapes. Defaults to `None`.
+        missing_modalities: bool, accept examples with the image or the text absent (an image of
+            NaN, an empty text; see `mmkeras.missing`): a presence mask per modality and a
+            learned placeholder for an absent one. Defaults to `None`: True when
+            `modality_dropout` is set, else False.
+        modality_dropout: float in [0, 1), or a dict `{"image": p, "text": q}`: while training,
+            drop each modality of an example with this probability (never all of them), so the
+            model learns to answer from either one. Defaults to `0.0`.
         name: str, the model's name. Defaults to `"mmkeras_model"`.
 
     Example:
@@ -94,6 +102,8 @@ class FusionClassifier(HeadTask):
         optimizer="adam",
         learning_rate=1e-3,
         preprocessor=None,
+        missing_modalities=None,
+        modality_dropout=0.0,
         name="mmkeras_model",
         **kwargs,
     ):
@@ -120,13 +130,20 @@ class FusionClassifier(HeadTask):
                 "`fusion` must be set when the model has both an image and a text encoder. Received: fusion=None"
             )
         fusion_layer = None if fusion is None else build_fusion(fusion)
+        missing_modalities, dropout_rates = _check_missing(
+            missing_modalities, modality_dropout, [m for m, enc in (("image", image_model), ("text", text_model)) if enc]
+        )
 
         # === Functional model ===
-        inputs, features, input_kinds = {}, [], {}
+        inputs, features, input_kinds, presence = {}, [], {}, []
         if image_model is not None:
             inputs["image"] = keras.Input(image_shape, name="image")
             input_kinds["image"] = "image"
-            features.append(image_model(inputs["image"]))
+            image = inputs["image"]
+            if missing_modalities:
+                image, image_present = ImagePresence(name="image_presence")(image)
+                presence.append(image_present)
+            features.append(image_model(image))
         if text_model is not None:
             if raw_text:
                 inputs["text"] = keras.Input((), dtype="string", name="text")
@@ -135,8 +152,18 @@ class FusionClassifier(HeadTask):
                 inputs["text"] = keras.Input((sequence_length,), dtype="int32", name="text")
                 token_ids = inputs["text"]
             input_kinds["text"] = "text" if raw_text else "token_ids"
+            if missing_modalities:
+                presence.append(TextPresence(name="text_presence")(token_ids))
             features.append(text_model(token_ids))
-        x = features[0] if fusion_layer is None else fusion_layer(features)
+        mask = None
+        if missing_modalities:
+            features, mask = MissingModalities(list(dropout_rates.values()), name="missing_modalities")(features, presence)
+        if fusion_layer is None:
+            x = features[0]
+        elif mask is not None and getattr(fusion_layer, "uses_presence", False):
+            x = fusion_layer(features, presence=mask)
+        else:
+            x = fusion_layer(features)
         for i, units in enumerate(hidden_units, start=1):
             x = keras.layers.Dense(units, activation="relu", name=f"hidden_dense{i}")(x)
             if dropout:
@@ -167,7 +194,15 @@ class FusionClassifier(HeadTask):
             "raw_text": raw_text,
             "hidden_units": list(hidden_units),
             "dropout": dropout,
+            "missing_modalities": missing_modalities,
+            "modality_dropout": modality_dropout if isinstance(modality_dropout, dict) else float(modality_dropout),
         }
+
+    @property
+    def missing_modalities(self):
+        """True when the model answers with a modality absent (see `mmkeras.missing`)."""
+        config = getattr(self, "_shape_config", None)  # None while the constructor runs
+        return bool(config and config["missing_modalities"])
 
     def token_vocab_size(self, name="text"):
         """The `vocab_size` the model was built with (token ids lie in [0, vocab_size))."""
@@ -191,3 +226,23 @@ class FusionClassifier(HeadTask):
 
     def get_config(self):
         return {**super().get_config(), **self._parts, **self._shape_config}
+
+
+def _check_missing(missing_modalities, modality_dropout, modalities):
+    """The checked `missing_modalities` flag and `{modality: dropout rate}`."""
+    if missing_modalities is not None and not isinstance(missing_modalities, bool):
+        raise ValueError(f"`missing_modalities` must be True, False or None. {received('missing_modalities', missing_modalities)}")
+    rates = check_modality_dropout(modality_dropout, modalities)
+    dropping = any(rates.values())
+    if missing_modalities is False and dropping:
+        raise ValueError(
+            "`modality_dropout` trains a model to answer with a modality absent, which needs "
+            f"missing_modalities=True (or None). Received: missing_modalities=False, modality_dropout={modality_dropout!r}"
+        )
+    missing_modalities = dropping if missing_modalities is None else missing_modalities
+    if missing_modalities and len(modalities) < 2:
+        raise ValueError(
+            "`missing_modalities` needs a model with both an image and a text encoder (a single-modality "
+            f"model has nothing to answer from when its one input is absent). Received: modalities {modalities}"
+        )
+    return missing_modalities, rates

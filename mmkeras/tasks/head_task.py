@@ -22,6 +22,10 @@ OPTIMIZERS = tuple(
     if hasattr(keras.optimizers, name)
 )
 
+# What an absent modality is, in a request to a model with `missing_modalities` (see mmkeras.missing).
+ABSENT_RAW = {"image": "; empty bytes: no image", "text": "; an empty string: no text", "token_ids": "; an empty string: no text"}
+ABSENT_TENSOR = {"image": "; all NaN: no image", "text": "; an empty string: no text", "token_ids": "; all 0: no text"}
+
 
 class HeadTask(Task):
     """Base of the tasks that end in `mmkeras.heads` heads (see `FusionClassifier`, `ModelTask`).
@@ -182,6 +186,7 @@ class HeadTask(Task):
         specs = self._input_specs()
 
         vocab_sizes = {name: self.token_vocab_size(name) for name, kind in kinds.items() if kind == "token_ids"}
+        absent = self.missing_modalities  # empty bytes, an empty string or a NaN image: an absent modality
 
         def empty_outputs():
             outputs = {}
@@ -194,16 +199,18 @@ class HeadTask(Task):
             features = dict(features)
             for name, kind in kinds.items():
                 if kind == "image":
-                    features[name] = tf.cast(self.preprocessor.decode_images(features[name], name), specs[name].dtype)
+                    images = self.preprocessor.decode_images(features[name], name, empty_as_absent=absent)
+                    features[name] = tf.cast(images, specs[name].dtype)
                 elif kind == "token_ids":
                     features[name] = tf.cast(self.preprocessor.texts_to_ids(features[name]), specs[name].dtype)
             return self._serve(features)
 
         def serve(request):
-            return serving.empty_or(serving.raw_request(request, kinds), model_inputs, empty_outputs)
+            return serving.empty_or(serving.raw_request(request, kinds, absent), model_inputs, empty_outputs)
 
         def serve_tensors(request):
-            return serving.empty_or(serving.tensor_request(request, specs, kinds, vocab_sizes), self._serve, empty_outputs)
+            checked = serving.tensor_request(request, specs, kinds, vocab_sizes, absent)
+            return serving.empty_or(checked, self._serve, empty_outputs)
 
         return {
             serving.SERVING_SIGNATURE: (serve, [serving.raw_signature(kinds)]),
@@ -229,12 +236,17 @@ class HeadTask(Task):
             name: {
                 "dtype": "string",
                 "shape": [None],
-                "content": "encoded image bytes (JPEG or PNG)" if kind == "image" else "raw text",
+                "content": ("encoded image bytes (JPEG or PNG)" if kind == "image" else "raw text")
+                + (ABSENT_RAW[kind] if self.missing_modalities else ""),
             }
             for name, kind in self.input_kinds.items()
         }
         tensors = {
-            name: {"dtype": str(specs[name].dtype), "shape": [None, *specs[name].shape[1:]], "content": serving.INPUT_CONTENT[kind]}
+            name: {
+                "dtype": str(specs[name].dtype),
+                "shape": [None, *specs[name].shape[1:]],
+                "content": serving.INPUT_CONTENT[kind] + (ABSENT_TENSOR[kind] if self.missing_modalities else ""),
+            }
             for name, kind in self.input_kinds.items()
         }
         return {

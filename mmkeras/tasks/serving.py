@@ -81,13 +81,17 @@ def check_image_bytes(images, name):
     )
 
 
-def raw_request(request, input_kinds):
-    """Check a `serving_default` request (strings only) and return it as a dict."""
+def raw_request(request, input_kinds, absent_allowed=False):
+    """Check a `serving_default` request (strings only) and return it as a dict.
+
+    With `absent_allowed` (a model with missing modalities), empty image bytes are an absent
+    image rather than an error.
+    """
     features = {}
     for name, kind in input_kinds.items():
         if kind == "image":
             value = check_tensor(request[name], name, (), "a batch of encoded images (tf.string)")
-            features[name] = check_image_bytes(value, name)
+            features[name] = value if absent_allowed else check_image_bytes(value, name)
         else:
             features[name] = check_tensor(request[name], name, (), "a batch of texts (tf.string)")
     return check_same_batch(features)
@@ -99,16 +103,23 @@ def first_bad_item(bad):
     return tf.cast(tf.reduce_min(tf.concat([tf.cast(tf.where(per_item)[:, 0], tf.int32), [-1]], 0)[:1]), tf.int32)
 
 
-def check_image_values(value, name):
-    """Float images must be finite and in [0, 1]: NaN, inf or 0..255 values give wrong answers."""
+def check_image_values(value, name, absent_allowed=False):
+    """Float images must be finite and in [0, 1]: NaN, inf or 0..255 values give wrong answers.
+
+    With `absent_allowed`, an image of NaN only is an absent image (see `mmkeras.missing`).
+    """
     finite = tf.math.is_finite(value)
+    if absent_allowed:
+        all_nan = tf.reduce_all(tf.reshape(tf.math.is_nan(value), [tf.shape(value)[0], -1]), axis=1)
+        finite = tf.logical_or(finite, tf.reshape(all_nan, [-1, 1, 1, 1]))
     value = checked(
         value,
         tf.reduce_all(finite),
         f"`{name}` must hold finite float images in [0, 1]; NaN or inf in item (0-based index)",
         first_bad_item(tf.logical_not(finite)),
     )
-    outside = tf.logical_or(value < 0, value > 1)
+    seen = tf.boolean_mask(value, tf.math.is_finite(value)) if absent_allowed else value
+    outside = tf.logical_or(value < 0, value > 1)  # False for NaN
     return checked(
         value,
         tf.logical_not(tf.reduce_any(outside)),
@@ -116,9 +127,9 @@ def check_image_values(value, name):
         "outside [0, 1] in item (0-based index)",
         first_bad_item(outside),
         "from",
-        tf.reduce_min(value),
+        tf.reduce_min(seen),
         "to",
-        tf.reduce_max(value),
+        tf.reduce_max(seen),
     )
 
 
@@ -138,17 +149,18 @@ def check_token_ids(value, name, vocab_size):
     )
 
 
-def tensor_request(request, input_specs, input_kinds, vocab_sizes=None):
+def tensor_request(request, input_specs, input_kinds, vocab_sizes=None, absent_allowed=False):
     """Check a `serve_tensors` request against the model's own input specs and value ranges.
 
-    Float images must be finite and in [0, 1]; token ids in [0, `vocab_sizes[name]`).
+    Float images must be finite and in [0, 1] (or all NaN, absent, with `absent_allowed`); token
+    ids in [0, `vocab_sizes[name]`).
     """
     what = {"image": "a batch of float images", "token_ids": "a batch of token ids", "text": "a batch of texts"}
     features = {}
     for name, kind in input_kinds.items():
         value = check_tensor(request[name], name, tuple(input_specs[name].shape[1:]), what[kind])
         if kind == "image" and value.dtype.is_floating:
-            value = check_image_values(value, name)
+            value = check_image_values(value, name, absent_allowed)
         elif kind == "token_ids" and value.dtype.is_integer:
             value = check_token_ids(value, name, (vocab_sizes or {}).get(name))
         features[name] = value

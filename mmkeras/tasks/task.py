@@ -83,6 +83,12 @@ class Task(keras.Model):
     def __init__(self, inputs, outputs, *, input_kinds, preprocessor=None, name=None, **kwargs):
         for key, kind in input_kinds.items():
             check_one_of(f"input_kinds[{key!r}]", kind, INPUT_KINDS)
+        unknown = sorted(set(kwargs) - {"trainable"})  # keras.Model would drop them silently
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} got arguments it does not take: {unknown} (see "
+                f"help({type(self).__name__})). Received: {', '.join(f'{k}={kwargs[k]!r}' for k in unknown)}"
+            )
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
         self._input_kinds = tuple(input_kinds.items())
         self._preprocessor = None
@@ -107,6 +113,12 @@ class Task(keras.Model):
                     f"{sorted(inputs)} (unknown: {unknown})"
                 )
         return super().call(inputs, training=training, mask=mask, **kwargs)
+
+    @property
+    def missing_modalities(self):
+        """True when the task answers with a modality absent (an image of NaN, an empty text; see
+        `mmkeras.missing`). False by default."""
+        return False
 
     def token_vocab_size(self, name="text"):
         """How many token ids input `name` takes (ids lie in [0, this)), or None when unknown.
@@ -133,6 +145,7 @@ class Task(keras.Model):
         import numpy as np
 
         from mmkeras.data.pipeline import check_token_ids
+        from mmkeras.missing import absent_images
 
         if not isinstance(inputs, dict) or not all(
             isinstance(v, np.ndarray) or hasattr(v, "numpy") for v in inputs.values()
@@ -159,15 +172,19 @@ class Task(keras.Model):
                         f"`model.answer({name}=...)`, which scales uint8 images, or divide by 255). "
                         f"Received: {name} of dtype {value.dtype}"
                     )
-                if value.size and not np.all(np.isfinite(value)):
-                    bad = int(np.argwhere(~np.isfinite(value))[0][0])
+                finite = np.isfinite(value)
+                if self.missing_modalities:  # an image of NaN only is an absent one
+                    finite |= absent_images(value).reshape(-1, *([1] * (value.ndim - 1)))
+                if value.size and not np.all(finite):
+                    bad = int(np.argwhere(~finite)[0][0])
                     raise ValueError(
                         f"`{name}` must hold finite values in [0, 1]. Received: {name}[{bad}] containing NaN or inf"
                     )
-                if value.size and (value.min() < 0 or value.max() > 1):
+                values = value[finite] if self.missing_modalities else value
+                if values.size and (values.min() < 0 or values.max() > 1):
                     raise ValueError(
                         f"`{name}` must hold values in [0, 1] (images in [0, 255] must be divided by 255). "
-                        f"Received: {name} with values from {value.min()} to {value.max()}"
+                        f"Received: {name} with values from {values.min()} to {values.max()}"
                     )
             elif kind == "token_ids":
                 if value.dtype.kind not in "iu":
@@ -260,13 +277,15 @@ class Task(keras.Model):
 
         Args:
             **raw: one sequence per input name: images as file paths, encoded bytes or an array
-                `(n, h, w, c)`; texts as raw strings (or int token ids `(n, length)`).
+                `(n, h, w, c)`; texts as raw strings (or int token ids `(n, length)`). A task with
+                `missing_modalities` also takes an input left out (None: absent in every example)
+                and, per example, an image given as None or empty bytes and a text given as None
+                or `""` (absent; see `mmkeras.missing`).
         """
-        import numpy as np
-
         unknown = sorted(set(raw) - set(self.input_kinds))
         missing = sorted(n for n in self.input_kinds if raw.get(n) is None)
-        if unknown or missing:
+        absent_allowed = self.missing_modalities and len(missing) < len(self.input_kinds)
+        if unknown or (missing and not absent_allowed):
             raise ValueError(
                 f"Model {self.name!r} takes the inputs {sorted(self.input_kinds)}. Received: "
                 + ", ".join(
@@ -274,25 +293,47 @@ class Task(keras.Model):
                     for part in (f"unknown {unknown}" if unknown else "", f"missing {missing}" if missing else "")
                     if part
                 )
+                + (
+                    " (a model built with missing_modalities=True, e.g. trained with modality_dropout, answers "
+                    "with a modality absent)"
+                    if missing and not unknown and len(missing) < len(self.input_kinds) else ""
+                )
             )
-        features = {}
-        for name, kind in self.input_kinds.items():
-            value = raw[name]
-            if kind == "image":
-                features[name] = self.preprocessor.images(value, name)
-                continue
-            array = value.numpy() if hasattr(value, "numpy") else value
-            if kind == "token_ids" and isinstance(array, np.ndarray) and array.dtype.kind in "iu":
-                features[name] = array.astype("int32")
-                continue
-            from mmkeras.preprocessing import as_string_array
-
-            texts = as_string_array(value, name)
-            features[name] = texts if kind == "text" else self.preprocessor.texts_to_ids(texts).numpy()
+        features = {name: self._prepare_input(name, raw[name]) for name in self.input_kinds if name not in missing}
         sizes = {name: len(v) for name, v in features.items()}
         if len(set(sizes.values())) > 1:
             raise ValueError(f"The inputs must hold the same number of examples. Received: {sizes}")
-        return features
+        for name in missing:  # absent in every example
+            count = next(iter(sizes.values()))
+            features[name] = self._prepare_input(name, [None] * count)
+        return {name: features[name] for name in self.input_kinds}
+
+    def _prepare_input(self, name, value):
+        import numpy as np
+
+        from mmkeras.missing import missing_images
+        from mmkeras.preprocessing import as_string_array
+
+        kind = self.input_kinds[name]
+        array = value.numpy() if hasattr(value, "numpy") else value
+        if kind == "image":
+            if not self.missing_modalities or isinstance(array, np.ndarray):
+                return self.preprocessor.images(value, name)
+            items = list(value)
+            gone = [i for i, item in enumerate(items) if item is None or (isinstance(item, (str, bytes)) and not item)]
+            if not gone:
+                return self.preprocessor.images(value, name)
+            images = missing_images(len(items), self.preprocessor.image_shape)
+            kept = [i for i in range(len(items)) if i not in set(gone)]
+            if kept:
+                images[kept] = self.preprocessor.images([items[i] for i in kept], name)
+            return images
+        if kind == "token_ids" and isinstance(array, np.ndarray) and array.dtype.kind in "iu":
+            return array.astype("int32")
+        if self.missing_modalities and not isinstance(array, np.ndarray):
+            value = ["" if item is None else item for item in value]
+        texts = as_string_array(value, name)
+        return texts if kind == "text" else self.preprocessor.texts_to_ids(texts).numpy()
 
     def output_dependencies(self):
         """`{output_name: [input names it depends on]}`: by default every output on every input

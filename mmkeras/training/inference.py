@@ -95,8 +95,36 @@ def evaluate(model, dataset=None, *, data=None, split="test", batch_size=256, li
     >>> sorted(evaluate(result.model, "easy_vqa", limit=100, verbose=0))
     ['accuracy', 'loss']
     """
-    check_one_of("split", split, ("test", "validation"))
     check_positive_int("batch_size", batch_size)
+    net, examples, name, extra_metrics = evaluation_examples(
+        model, dataset, data=data, split=split, limit=limit, verbose=verbose, data_options=data_options
+    )
+    if not net.compiled:
+        net.compile()
+    dataset = examples.to_dataset(task=net, batch_size=batch_size, with_labels=examples.labels is not None)
+    result = net.evaluate(dataset, verbose=0, return_dict=True)  # a captioner's examples have no labels
+    result = {k: float(v) for k, v in result.items()}
+    if split == "test" and extra_metrics is not None:
+        result.update(extra_metrics(net, batch_size))
+    result.update(net.extra_metrics(examples, batch_size))  # e.g. a dual encoder's retrieval metrics
+    if verbose:
+        header = f"{name} {split} ({len(examples)} examples)"
+        if len(result) > 6:  # a dual encoder's retrieval metrics: one per line
+            print(f"{header}:\n" + "\n".join(f"  {k:<26} {v:.4f}" for k, v in result.items()))
+        else:
+            print(f"{header}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
+    return result
+
+
+def evaluation_examples(model, dataset=None, *, data=None, split="test", limit=None, verbose=1, data_options=None):
+    """`(task, examples, name, extra_metrics)`: what `evaluate` runs, loaded as it loads them.
+
+    The arguments are `evaluate`'s (see there); `examples` are the labelled split (checked
+    against the task's head, cut to `limit`), `name` names the data in messages, and
+    `extra_metrics` is the dataset's `fn(task, batch_size)` of further test metrics, or None.
+    `mmkeras.robustness` reads its examples through this too.
+    """
+    check_one_of("split", split, ("test", "validation"))
     check_positive_int("limit", limit, allow_none=True)
     if data is not None and dataset is not None:
         raise ValueError(f"Pass `dataset` or `data`, not both. Received: dataset={dataset!r}")
@@ -117,21 +145,7 @@ def evaluate(model, dataset=None, *, data=None, split="test", batch_size=256, li
     if limit is not None and limit < len(examples):
         examples = examples.subset(np.arange(limit))
     net.check_labels(examples.labels)
-    if not net.compiled:
-        net.compile()
-    dataset = examples.to_dataset(task=net, batch_size=batch_size, with_labels=examples.labels is not None)
-    result = net.evaluate(dataset, verbose=0, return_dict=True)  # a captioner's examples have no labels
-    result = {k: float(v) for k, v in result.items()}
-    if split == "test" and extra_metrics is not None:
-        result.update(extra_metrics(net, batch_size))
-    result.update(net.extra_metrics(examples, batch_size))  # e.g. a dual encoder's retrieval metrics
-    if verbose:
-        header = f"{name} {split} ({len(examples)} examples)"
-        if len(result) > 6:  # a dual encoder's retrieval metrics: one per line
-            print(f"{header}:\n" + "\n".join(f"  {k:<26} {v:.4f}" for k, v in result.items()))
-        else:
-            print(f"{header}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
-    return result
+    return net, examples, name, extra_metrics
 
 
 def _dataset_examples(net, dataset, split, info, limit, verbose):

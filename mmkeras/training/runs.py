@@ -46,7 +46,8 @@ def _unexpected_entries(path):
     """What in folder `path` a run does not write (None when `path` is not an mmkeras run).
 
     A run's `metrics.json` is a dict naming the model, the dataset and the mmkeras version; from
-    mmkeras 0.2 on it also lists the folder's files (`"files"`), and only those may be there.
+    mmkeras 0.2 on it also lists the folder's files (`"files"`), and only those may be there,
+    besides the `robustness/` report `mmkeras evaluate --robustness` writes into the run.
     """
     entries = sorted(os.listdir(path))
     if not entries:
@@ -58,7 +59,10 @@ def _unexpected_entries(path):
     allowed = set(RUN_FILES)
     if isinstance(info.get("files"), list):
         allowed &= {*info["files"], METRICS_FILE}
-    return [name for name in entries if name not in allowed]
+    from mmkeras.robustness import REPORT_DIR, is_report  # `mmkeras evaluate --robustness` writes there
+
+    return [name for name in entries if name not in allowed
+            and not (name == REPORT_DIR and is_report(os.path.join(path, name)))]
 
 
 def is_run_folder(path):
