@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 START, END = "<!-- missing-table:start -->", "<!-- missing-table:end -->"
+ROBUST_START, ROBUST_END = "<!-- robustness-table:start -->", "<!-- robustness-table:end -->"
 
 
 def parse_args(argv=None):
@@ -38,6 +39,13 @@ def parse_args(argv=None):
     parser.add_argument("--dropouts", nargs="+", type=float, default=[0.0, 0.3], help="modality dropout rates")
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the recipe's for the dataset)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--robustness", type=int, default=2000, metavar="N",
+                        help="also measure robustness curves on the first N test examples (0: skip), against "
+                        "--baseline trained the same way; the table goes to --robustness-doc")
+    parser.add_argument("--levels", default="0,0.25,0.5,0.75,1", help="noise levels of the robustness curves")
+    parser.add_argument("--baseline", default="fusion_concatenate",
+                        help="the baseline of effective robustness (MultiBench's late fusion: unimodal encodings concatenated)")
+    parser.add_argument("--robustness-doc", default=os.path.join(ROOT, "docs", "robustness.md"))
     parser.add_argument("--limit", type=int, default=None, help="examples per split (a smoke run)")
     parser.add_argument("--results", default=os.path.join(ROOT, "benchmarks", "results", "missing_modalities.jsonl"))
     parser.add_argument("--doc", default=os.path.join(ROOT, "docs", "missing_modalities.md"))
@@ -53,20 +61,23 @@ def load_results(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def run_one(args, dataset, splits, dropout):
+def run_one(args, dataset, splits, dropout, recipe=None):
     import keras
+    import numpy as np
 
     import mmkeras
     from mmkeras.missing import modality_ablation
+    from mmkeras.robustness import parse_levels, robustness_curves
 
+    recipe = recipe or args.recipe
     load_before = os.getloadavg()[0]
     result = mmkeras.train(
-        args.recipe, splits, seed=args.seed, epochs=args.epochs, output=False, export=False, verbose=0,
+        recipe, splits, seed=args.seed, epochs=args.epochs, output=False, export=False, verbose=0,
         model_overrides={"modality_dropout": dropout} if dropout else None,
     )
     scores = modality_ablation(result.model, splits.test)
     record = {
-        "recipe": args.recipe,
+        "recipe": recipe,
         "dataset": dataset,
         "modality_dropout": dropout,
         "seed": args.seed,
@@ -79,6 +90,9 @@ def run_one(args, dataset, splits, dropout):
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+    if args.robustness:
+        examples = splits.test.subset(np.arange(min(args.robustness, len(splits.test))))
+        record["robustness"] = robustness_curves(result.model, examples, levels=parse_levels(args.levels), seed=args.seed)
     keras.backend.clear_session()
     return record
 
@@ -98,7 +112,7 @@ def render(records):
         "| dataset | recipe | modality dropout | both | image only | text only | epochs | training | load average |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for r in sorted(records, key=lambda r: (r["dataset"], r["recipe"], r["modality_dropout"])):
+    for r in sorted(records, key=lambda r: (r["dataset"], r["recipe"] != "vqa", r["recipe"], r["modality_dropout"])):
         lines.append(
             f"| {r['dataset']} | `{r['recipe']}` | {r['modality_dropout']:g} | {100 * r['both']:.2f}% | "
             f"{100 * r['image_only']:.2f}% | {100 * r['text_only']:.2f}% | {r['epochs']} | "
@@ -108,14 +122,41 @@ def render(records):
     return "\n".join(lines)
 
 
-def write_doc(path, table):
+def render_robustness(records, baseline):
+    """Relative robustness per noise, and effective robustness against `baseline`, per model."""
+    from mmkeras.robustness import summarize
+
+    lines = [ROBUST_START, f"_Written by `python benchmarks/missing_modalities.py` on {time.strftime('%Y-%m-%d')}._"]
+    for dataset in sorted({r["dataset"] for r in records if "robustness" in r}):
+        rows = [r for r in records if r["dataset"] == dataset and "robustness" in r]
+        base = next((r for r in rows if r["recipe"] == baseline and not r["modality_dropout"]), None)
+        first = rows[0]["robustness"]
+        lines += [
+            "", f"### {dataset} (first {first['examples']:,} test examples; levels {', '.join(f'{x:g}' for x in first['levels'])}; "
+            f"accuracy at level 0, relative robustness RR and, against `{baseline}`, effective robustness ER)", "",
+            "| noise | " + " | ".join(f"`{r['recipe']}` dropout {r['modality_dropout']:g}" for r in rows) + " |",
+            "|---|" + "---|" * len(rows),
+        ]
+        summaries = [summarize(r["robustness"], None if base is None or r is base else base["robustness"]) for r in rows]
+        for noise in summaries[0]:
+            cells = []
+            for summary in summaries:
+                item = summary[noise]
+                er = "" if item["effective_robustness"] is None else f", ER {item['effective_robustness']:+.4f}"
+                cells.append(f"{item['clean']:.4f}, RR {item['relative_robustness']:.4f}{er}")
+            lines.append(f"| {summaries[0][noise]['modality']} {noise} | " + " | ".join(cells) + " |")
+    lines.append(ROBUST_END)
+    return "\n".join(lines)
+
+
+def write_doc(path, table, start=START, end=END):
     with open(path, encoding="utf-8") as f:
         text = f.read()
-    if START not in text or END not in text:
-        raise SystemExit(f"{path} has no {START} ... {END} markers")
-    head, rest = text.split(START, 1)
+    if start not in text or end not in text:
+        raise SystemExit(f"{path} has no {start} ... {end} markers")
+    head, rest = text.split(start, 1)
     with open(path, "w", encoding="utf-8") as f:
-        f.write(head + table + rest.split(END, 1)[1])
+        f.write(head + table + rest.split(end, 1)[1])
 
 
 def main(argv=None):
@@ -127,21 +168,27 @@ def main(argv=None):
         done = {(r["dataset"], r["recipe"], r["modality_dropout"], r["seed"]) for r in records} if args.resume else set()
         os.makedirs(os.path.dirname(args.results), exist_ok=True)
         for dataset in args.datasets:
-            todo = [p for p in args.dropouts if (dataset, args.recipe, p, args.seed) not in done]
+            todo = [(args.recipe, p) for p in args.dropouts]
+            if args.robustness and args.baseline:
+                todo.append((args.baseline, 0.0))
+            todo = [(recipe, p) for recipe, p in todo if (dataset, recipe, p, args.seed) not in done]
             if not todo:
                 continue
             splits = mmkeras.data.load_dataset(dataset, seed=args.seed, limit=args.limit, verbose=False)
-            for dropout in todo:
-                record = run_one(args, dataset, splits, dropout)
-                print(json.dumps(record), flush=True)
+            for recipe, dropout in todo:
+                record = run_one(args, dataset, splits, dropout, recipe)
+                print(json.dumps({k: v for k, v in record.items() if k != "robustness"}), flush=True)
                 if args.limit is None:  # a smoke run is not a result
                     records = [r for r in records if (r["dataset"], r["recipe"], r["modality_dropout"], r["seed"])
-                               != (dataset, args.recipe, dropout, args.seed)] + [record]
+                               != (dataset, recipe, dropout, args.seed)] + [record]
                     with open(args.results, "w", encoding="utf-8") as f:
                         f.writelines(json.dumps(r) + "\n" for r in records)
     if records:
         write_doc(args.doc, render(records))
         print(render(records))
+        if any("robustness" in r for r in records):
+            write_doc(args.robustness_doc, render_robustness(records, args.baseline), ROBUST_START, ROBUST_END)
+            print(render_robustness(records, args.baseline))
 
 
 if __name__ == "__main__":
