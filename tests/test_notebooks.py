@@ -268,9 +268,117 @@ def check_08(text):
     assert float(difference) < float(tolerance) <= 2e-2, (difference, tolerance)
 
 
+def check_09(text):
+    """09_missing_and_noisy: the quick run's question counts and easy-VQA's 13 answers; the plain
+    model answering a black image and an empty question with class names, and refusing a left-out
+    image; the dropout model's mask and placeholders, an absent image as all NaN and an absent text
+    as all-0 ids; answers with the image or the text left out (Python, per-example `None`, the CLI,
+    the served SavedModel with empty bytes and an empty string) that are class names and agree with
+    each other, the served probabilities equal to the live model's; the ablation table's three
+    accuracies per model in [0, 1], single-modality ones within the upper bounds the labels allow,
+    and equal to what `answer` gives with the same input left out; relative robustness in [0, 1],
+    effective robustness equal to its formula from the printed numbers, the level-0 accuracy of every
+    noise equal to the clean accuracy of the same questions, every word dropped (level 1) equal to
+    the image-only accuracy, and the markdown table agreeing."""
+    easy_vqa = pytest.importorskip("easy_vqa")
+    limit = int(line(text, r"^quick mode - limit (\d+),"))
+    counts = line(text, r"^([\d,]+) train / ([\d,]+) validation / ([\d,]+) test questions; 13 answers: \[")
+    train, validation, tested = (int(n.replace(",", "")) for n in counts)
+    assert (train + validation, tested) == (limit, limit) and validation > 0, (train, validation, tested)
+    classes = ast.literal_eval(line(text, r"; 13 answers: (\[.*\])$"))
+    assert len(classes) == 13 and set(classes) == set(easy_vqa.get_answers()), classes
+    for name in ("complete pairs only", "modality dropout 0.3"):
+        assert 0 <= float(line(text, rf"^vqa, {name}: test accuracy (\S+?);?(?: |$)")) <= 1, name
+
+    # 1. The plain model: a black image and an empty question are answered, a left-out image refused.
+    rows = re.findall(r"^(.+?\?)\s+(\w+)\s+(\w+) \((\d\.\d\d)\)\s+(\w+) \((\d\.\d\d)\)$", text, flags=re.MULTILINE)
+    assert len(rows) == 4 and all({truth, real, blind} <= set(classes) for _, truth, real, _, blind, _ in rows), rows
+    assert all(0 <= float(p) <= 1 for row in rows for p in (row[3], row[5])), rows
+    empty = ast.literal_eval(line(text, r"^empty question, the same 4 images -> (\[.*\])$"))
+    assert len(empty) == 4 and all(a in classes and 0 <= p <= 1 for a, p in empty), empty
+    blind_count, blind_answers, blind_probability = line(
+        text, r"^black image with each of the ([\d,]+) test questions: answers (\[.*\]), mean probability of the answer (\S+)$")
+    assert int(blind_count.replace(",", "")) == tested and 0 < float(blind_probability) <= 1, blind_count
+    assert {a for a, _ in ast.literal_eval(blind_answers)} <= set(classes), blind_answers
+    assert "missing ['image']" in line(text, r"^plain\.answer\(text=\[\.\.\.\]\) -> ValueError: (.*)$")
+
+    # 2. The model with modality dropout: mask, placeholders, absent inputs as the model reads them.
+    assert line(text, r"^missing_modalities: (\w+); dropout per modality \[0\.3, 0\.3\]; placeholders \[\(\d+,\), \(\d+,\)\]$") == "True"
+    assert line(text, r"^presence layers: (.*)$") == "['image_presence', 'text_presence']"
+    assert "'model.keras'" in text and "'saved_model'" in text
+    nan, ids = line(text, r"^prepared: image\[1\] all NaN: (\w+); text ids (\[\[.*\]\]) \(the empty string")
+    ids = ast.literal_eval(ids)
+    assert nan == "True" and any(ids[0]) and not any(ids[1]), (nan, ids)
+
+    # 3. Asked with a modality absent: Python, per example, the CLI and the served model agree.
+    no_image = re.findall(r"^  (.+?\?)\s+-> (\w+)\s+\((\d\.\d\d)\)$", text, flags=re.MULTILINE)
+    no_text = re.findall(r"^  test image (\d+)\s+-> (\w+)\s+\((\d\.\d\d)\)$", text, flags=re.MULTILINE)
+    assert len(no_image) == 4 and len(no_text) == 4, (no_image, no_text)
+    assert all(a in classes and 0 < float(p) <= 1 for _, a, p in no_image + no_text), (no_image, no_text)
+    mixed = ast.literal_eval(line(text, r"^per example \(both / no image / no question\): (\[.*\])$"))
+    assert len(mixed) == 3 and set(mixed) <= set(classes), mixed
+    assert mixed[1:] == [no_image[0][1], no_text[1][1]], (mixed, no_image, no_text)  # None = left out
+    cli_answers = re.findall(r"^(\w+)\t\(probability (\d\.\d{4})\)$", text, flags=re.MULTILINE)
+    live = re.findall(r"^live model: (\w+)$", text, flags=re.MULTILINE)
+    assert [a for a, _ in cli_answers] == live and len(live) == 2 and set(live) <= set(classes), (cli_answers, live)
+    assert live[0] == no_image[0][1], (live, no_image)  # `--text` only = model.answer(text=...)
+    served = ast.literal_eval(line(text, r"^served: (\[.*\])$"))
+    served_live = ast.literal_eval(line(text, r"^live:\s+(\[.*\])$"))
+    assert served == served_live and len(served) == 6 and set(served) <= set(classes), (served, served_live)
+    assert served[2:4] == [a for _, a, _ in no_image[:2]] and served[4:] == [a for _, a, _ in no_text[2:]], served
+    same, difference, tolerance = line(text, r"^served vs live: same answers: (\w+); largest probability difference (\S+) \(tolerance (\S+)\)$")
+    assert same == "True" and float(difference) < float(tolerance) <= 1e-2, (same, difference, tolerance)
+
+    # 4. Both, the image only, the text only.
+    assert int(line(text, r"^([\d,]+) test questions$").replace(",", "")) == tested
+    table = dict(re.findall(r"^(vqa, complete pairs|vqa, modality dropout 0\.3)\s+(\d\.\d{4}\s+\d\.\d{4}\s+\d\.\d{4})$",
+                            text, flags=re.MULTILINE))
+    assert len(table) == 2, text
+    text_bound, image_bound, most_common = (float(n) for n in line(
+        text, r"^upper bounds: text alone (\S+), image alone (\S+); always the most common answer \('\w+'\): (\S+)$"))
+    assert 0 < most_common <= min(text_bound, image_bound) <= 1, (text_bound, image_bound, most_common)
+    for name, values in table.items():
+        both, image_only, text_only = numbers(values)
+        assert all(0 <= v <= 1 for v in (both, image_only, text_only)), (name, values)
+        assert text_only <= text_bound + 1e-9 and image_only <= image_bound + 1e-9, (name, values, text_bound, image_bound)
+    for name, row in (("plain model, black image", "vqa, complete pairs"), ("dropout model, no image", "vqa, modality dropout 0.3")):
+        accuracy, probability = (float(n) for n in line(text, rf"^{name}\s*: accuracy (\S+), mean probability of its answer (\S+)$"))
+        assert abs(accuracy - numbers(table[row])[2]) <= 1e-4 and 0 < probability <= 1, (name, accuracy, table[row])
+
+    # 5. Robustness: the quick run's noises and levels, the summary numbers and the level-0 accuracy.
+    assert 0 <= float(line(text, r"^late_fusion, modality dropout 0\.3: test accuracy (\S+),")) <= 1
+    measured, levels, noises = line(text, r"^([\d,]+) test questions, levels (\[.*\]), noises (\[.*\])$")
+    assert int(measured.replace(",", "")) <= tested and ast.literal_eval(levels) == [0.0, 0.5, 1.0], (measured, levels)
+    assert ast.literal_eval(noises) == ["blur", "occlusion", "dropped_words"], noises
+    summary = re.findall(r"^(blur|occlusion|dropped_words)\s+(image|text)\s+(\d\.\d{4}\s+\d\.\d{4}\s+\d\.\d{4}\s+\d\.\d{4}\s+[-+]\d\.\d{4})$",
+                         text, flags=re.MULTILINE)
+    assert [(n, m) for n, m, _ in summary] == [("blur", "image"), ("occlusion", "image"), ("dropped_words", "text")], summary
+    cleans = set()
+    for noise, _, values in summary:
+        clean, rr, baseline_clean, baseline_rr, er = numbers(values)
+        assert 0 <= rr <= 1 and 0 <= baseline_rr <= 1 and -1 <= er <= 1, (noise, values)
+        assert abs(er - (rr - baseline_rr - (clean - baseline_clean))) <= 3e-4, (noise, values)  # 4 printed digits each
+        cleans.add(clean)
+    level_0, clean, difference, tolerance = line(
+        text, r"^level-0 accuracy of every noise: (\[.*\]); clean accuracy of the same questions \(modality_ablation, both\): "
+              r"(\S+); largest difference (\S+) \(tolerance (\S+)\)$")
+    assert len(ast.literal_eval(level_0)) == 1 and float(difference) <= float(tolerance) <= 2e-3, (level_0, difference, tolerance)
+    assert cleans == {float(clean)}, (cleans, clean)
+    # Every word dropped leaves empty questions, read as absent: the image-only accuracy, exactly.
+    dropped, image_only = line(text, r"^level 1 of dropped_words \(no word left: the question absent\) (\S+); image only (\S+)$")
+    assert dropped == image_only, (dropped, image_only)
+    occluded, text_only = line(text, r"^level 1 of occlusion \(all grey, not marked absent\) (\S+); text only (\S+)$")
+    assert 0 <= float(occluded) <= 1 and 0 <= float(text_only) <= 1, (occluded, text_only)
+    rows = re.findall(r"^\| (image|text) \| (\w+) \| (.*) \|$", text, flags=re.MULTILINE)
+    assert [noise for _, noise, _ in rows] == ["blur", "occlusion", "dropped_words"], rows
+    for (_, noise, values), (_, _, printed) in zip(rows, summary):
+        values = numbers(values)  # 3 levels, relative robustness, the baseline's, effective robustness
+        assert len(values) == 6 and values[0] == float(clean) and values[3] == numbers(printed)[1], (noise, values, printed)
+
+
 CHECKS = {"03_export_and_serve.ipynb": check_03, "04_distributed.ipynb": check_04,
           "05_your_own_data.ipynb": check_05, "06_retrieval.ipynb": check_06, "07_captioning.ipynb": check_07,
-          "08_gan.ipynb": check_08}
+          "08_gan.ipynb": check_08, "09_missing_and_noisy.ipynb": check_09}
 
 
 def test_there_are_notebooks():
