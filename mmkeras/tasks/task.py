@@ -320,11 +320,10 @@ class Task(keras.Model):
             if not self.missing_modalities or isinstance(array, np.ndarray):
                 return self.preprocessor.images(value, name)
             items = list(value)
-            gone = [i for i, item in enumerate(items) if item is None or (isinstance(item, (str, bytes)) and not item)]
-            if not gone:
+            kept = [i for i, item in enumerate(items) if not (item is None or (isinstance(item, (str, bytes)) and not item))]
+            if len(kept) == len(items):
                 return self.preprocessor.images(value, name)
             images = missing_images(len(items), self.preprocessor.image_shape)
-            kept = [i for i in range(len(items)) if i not in set(gone)]
             if kept:
                 images[kept] = self.preprocessor.images([items[i] for i in kept], name)
             return images
