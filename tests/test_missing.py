@@ -142,6 +142,7 @@ def test_answer_with_an_input_left_out_or_absent_items():
         tiny_model("fusion_product").answer(text=texts)
 
 
+@pytest.mark.slow  # an export and two SavedModel loads (about 40 s on a loaded machine)
 def test_served_model_reads_empty_bytes_and_empty_strings_as_absent(tmp_path):
     model = _model()
     _set_placeholders(model)

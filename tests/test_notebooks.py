@@ -389,8 +389,10 @@ def test_there_are_notebooks():
 # The distributed tutorial starts worker processes (about 25 s): slow set. Its claims are also held
 # by tests/test_distribute.py in the default run. The captioning and GAN tutorials train and export
 # for 60-90 s each: slow set too (tests/test_captioner.py and tests/test_gan.py hold their claims in
-# the default run). CI runs the slow set after the default one.
-SLOW_NOTEBOOKS = {"04_distributed.ipynb", "07_captioning.ipynb", "08_gan.ipynb"}
+# the default run). The missing-and-noisy tutorial trains two models and draws robustness curves
+# (60-100 s): slow set (tests/test_missing.py and tests/test_robustness.py hold its claims). CI runs
+# the slow set after the default one.
+SLOW_NOTEBOOKS = {"04_distributed.ipynb", "07_captioning.ipynb", "08_gan.ipynb", "09_missing_and_noisy.ipynb"}
 
 
 @pytest.mark.parametrize(
