@@ -46,6 +46,10 @@ def parse_args(argv=None):
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--limit", type=int, default=None, help="examples per split (a smoke run)")
+    parser.add_argument(
+        "--override", type=json.loads, default=None, metavar="JSON",
+        help='recipe arguments given to every recipe alike, e.g. \'{"image_encoder": {"output": "flatten"}}\'',
+    )
     parser.add_argument("--results", default=os.path.join(ROOT, "benchmarks", "results", "fusions.jsonl"))
     parser.add_argument("--doc", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     parser.add_argument("--resume", action="store_true", help="skip runs already in --results")
@@ -74,13 +78,14 @@ def run_one(args, recipe, dataset, splits, seed):
     load_before = os.getloadavg()[0]
     result = mmkeras.train(
         recipe, splits, seed=seed, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        precision=args.precision, image_shape=splits.image_shape, output=False, export=False, verbose=0,
+        precision=args.precision, image_shape=splits.image_shape, model_overrides=args.override, output=False,
+        export=False, verbose=0,
     )
     m = result.metrics
     record = {
         "recipe": recipe, "dataset": dataset, "seed": seed, "test_accuracy": m["test_accuracy"],
         "parameters": m["parameters"], "epochs": m["epochs"], "batch_size": m["batch_size"],
-        "precision": m["precision"], "train_wall_time_s": m["train_wall_time_s"],
+        "precision": m["precision"], "train_wall_time_s": m["train_wall_time_s"], "override": args.override,
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
@@ -137,7 +142,9 @@ def render(records, args):
         f"_Written by `python benchmarks/fusions.py` on {time.strftime('%Y-%m-%d')}; {cpu_name()}, {os.cpu_count()} "
         f"cores, TensorFlow {tf.__version__}, Keras {keras.__version__}. Every recipe: {first.get('epochs')} epochs, "
         f"batch {first.get('batch_size')}, warm-up + cosine schedule, precision {first.get('precision')}; the "
-        "load average before and after each run (2.0: both cores busy) in the last column._",
+        "load average before and after each run (2.0: both cores busy) in the last column."
+        + (f" Every recipe built with `{json.dumps(first['override'])}` on top of its own arguments." if first.get("override") else "")
+        + "_",
     ]
     for dataset in sorted({r["dataset"] for r in records}, key=lambda d: d != GOAL[0]):
         text, rows = table(records, dataset)
@@ -165,6 +172,10 @@ def main(argv=None):
     if not args.render_only:
         import mmkeras
 
+        same = [r for r in records if (r["epochs"], r["batch_size"], r.get("override")) == (args.epochs, args.batch_size, args.override)]
+        if args.resume and len(same) < len(records):
+            sys.exit(f"{args.results} holds runs of other settings (epochs, batch size or --override): "
+                     "give another --results, or drop --resume to start over.")
         done = {(r["recipe"], r["dataset"], r["seed"]) for r in records} if args.resume else set()
         os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
         if not args.resume:

@@ -7,6 +7,9 @@ same seed gives the same noise), the summary formulas on hand-made curves, the r
 
 import json
 import os
+import socket
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -17,7 +20,7 @@ from mmkeras.data import Examples
 from mmkeras.tasks import ModelTask
 from mmkeras.training import evaluate, load_run
 from mmkeras.training.inference import evaluation_examples
-from mmkeras.training.runs import is_run_folder
+from mmkeras.training.runs import check_output, is_run_folder
 from tests import test_training_cli
 
 run_dir = test_training_cli.run_dir  # the shared tiny `mmkeras train` run (module scope)
@@ -359,6 +362,27 @@ def test_a_run_folder_with_a_report_may_still_be_replaced(tmp_path):
     assert is_run_folder(str(run))  # `mmkeras train --output RUN` replaces it, report included
     (run / robustness.REPORT_DIR / "mine.txt").write_text("keep")
     assert not is_run_folder(str(run))  # a file of the user's inside: the run is kept
+
+
+def test_what_a_killed_report_left_does_not_block_a_new_run(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    metrics = {"model": "vqa", "dataset": "easy_vqa", "versions": {"mmkeras": "0.1.0"}, "files": ["metrics.json"]}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftover = run / f".{robustness.REPORT_DIR}.tmp-abc123"
+    leftover.mkdir()
+    (leftover / "robustness.json").write_text("{")
+    owner = {"pid": int(ended.stdout), "host": socket.gethostname(), "target": robustness.REPORT_DIR}
+    (run / f"{leftover.name}.owner").write_text(json.dumps(owner))
+    assert not is_run_folder(str(run))
+    assert check_output(str(run)) == str(run)  # the writer has ended: its leftovers are removed
+    assert sorted(os.listdir(run)) == ["metrics.json"]
+    leftover.mkdir()  # a live writer's (this process's) staging folder is kept, and the run refused
+    (run / f"{leftover.name}.owner").write_text(json.dumps({**owner, "pid": os.getpid()}))
+    with pytest.raises(ValueError, match="files a run does not write"):
+        check_output(str(run))
+    assert leftover.is_dir()
 
 
 @pytest.mark.parametrize(

@@ -119,6 +119,13 @@ def check_output(output):
         raise ValueError(f"`output` must be a folder, not an existing file. Received: output={output!r}")
     if os.path.isdir(output):
         unexpected = _unexpected_entries(output)
+        if unexpected and run_info(output):
+            # What a killed `mmkeras evaluate --robustness` left in the run (its process has ended).
+            from mmkeras.atomic import clean_stale
+            from mmkeras.robustness import REPORT_DIR
+
+            clean_stale(os.path.join(output, REPORT_DIR))
+            unexpected = _unexpected_entries(output)
         if unexpected is None:
             raise ValueError(
                 "`output` must be a new folder or the folder of an earlier mmkeras run (which is "
