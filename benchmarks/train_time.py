@@ -1,8 +1,9 @@
-"""Training time of `mmkeras train` (defaults) for two versions of mmkeras, side by side.
+"""Training time of `mmkeras train` (defaults) for two versions of mmkeras, or two sets of flags, side by side.
 
 A script, not a test. It runs the default main job (`vqa` on easy-VQA, its tuned settings, no
 export) with the code in this checkout (A) and with the code in another checkout (B, e.g. an
-earlier commit: `git worktree add /tmp/base <commit>`), alternating A B A B, each run in a fresh
+earlier commit: `git worktree add /tmp/base <commit>`; by default this checkout again), each
+with its own extra `mmkeras train` flags (`--a-flags`, `--b-flags`), alternating A B A B, each run in a fresh
 process whose `PYTHONPATH` points at its checkout. It prints, per version, the median training
 wall time (`metrics.json`'s `train_wall_time_s`, the `fit` call alone) and test accuracy, the
 spread, the ratio A/B of the medians, the machine and the load average. This VM's speed is
@@ -13,12 +14,14 @@ Usage (from the repository root):
 
     git worktree add /tmp/base 082558e          # the code before the task refactor
     python benchmarks/train_time.py --baseline /tmp/base --repeats 3
+    python benchmarks/train_time.py --a-flags=--deterministic --repeats 5   # what determinism costs
 """
 
 import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -30,13 +33,14 @@ from machine_info import cpu_name
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_once(tree, output, seed, precision):
+def run_once(tree, output, seed, precision, flags=()):
     env = {**os.environ, "PYTHONPATH": tree, "TF_CPP_MIN_LOG_LEVEL": "3"}
     command = [
         sys.executable, "-c",
         "import sys, mmkeras; assert mmkeras.__file__.startswith(sys.argv[1]), mmkeras.__file__; "
         "from mmkeras.cli import main; sys.exit(main(sys.argv[2:]))",
         tree, "train", "--output", output, "--no-export", "--quiet", "--seed", str(seed), "--precision", precision,
+        *flags,
     ]
     done = subprocess.run(command, env=env, cwd=tree, capture_output=True, text=True)
     if done.returncode != 0:
@@ -53,21 +57,28 @@ def summary(values):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--baseline", required=True, help="another mmkeras checkout (B)")
+    parser.add_argument("--baseline", default=ROOT, help="another mmkeras checkout (B); default: this one")
+    parser.add_argument("--a-flags", default="", help="extra `mmkeras train` flags of A, e.g. --a-flags=--deterministic")
+    parser.add_argument("--b-flags", default="", help="extra `mmkeras train` flags of B")
     parser.add_argument("--repeats", type=int, default=3, help="runs per version (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="training seed of every run (default 0)")
     parser.add_argument("--precision", default="auto", help="--precision of every run (default auto)")
     args = parser.parse_args(argv)
-    trees = {"A (this checkout)": ROOT, "B (baseline)": os.path.abspath(args.baseline)}
+    trees = {
+        f"A (this checkout{' ' + args.a_flags if args.a_flags else ''})": (ROOT, shlex.split(args.a_flags)),
+        f"B ({'baseline' if os.path.abspath(args.baseline) != ROOT else 'this checkout'}"
+        f"{' ' + args.b_flags if args.b_flags else ''})": (os.path.abspath(args.baseline), shlex.split(args.b_flags)),
+    }
     results = {name: [] for name in trees}
+    width = max(map(len, trees))
     scratch = tempfile.mkdtemp(prefix="mmkeras-train-time-")
     loads = [os.getloadavg()]
     for repeat in range(args.repeats):
-        for name, tree in trees.items():
-            metrics = run_once(tree, os.path.join(scratch, f"run{repeat}"), args.seed, args.precision)
+        for name, (tree, flags) in trees.items():
+            metrics = run_once(tree, os.path.join(scratch, f"run{repeat}"), args.seed, args.precision, flags)
             results[name].append(metrics)
             print(
-                f"{name:<18} run {repeat + 1}: train {metrics['train_wall_time_s']:.1f} s, test accuracy "
+                f"{name:<{width}} run {repeat + 1}: train {metrics['train_wall_time_s']:.1f} s, test accuracy "
                 f"{metrics['test_accuracy']:.5f}, precision {metrics['precision']}, load {os.getloadavg()[0]:.2f}",
                 flush=True,
             )
@@ -80,7 +91,7 @@ def main(argv=None):
         times = [m["train_wall_time_s"] for m in runs]
         accuracies = [m["test_accuracy"] for m in runs]
         medians[name] = statistics.median(times)
-        print(f"{name:<18} training {summary(times)}; test accuracy {min(accuracies):.5f}..{max(accuracies):.5f}")
+        print(f"{name:<{width}} training {summary(times)}; test accuracy {min(accuracies):.5f}..{max(accuracies):.5f}")
     a, b = medians.values()
     print(f"ratio A / B of the median training times: {a / b:.3f}")
 

@@ -83,6 +83,10 @@ def add_parser(subparsers):
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and the validation draw; default 0")
     parser.add_argument(
+        "--deterministic", action="store_true",
+        help="TensorFlow op determinism on: the same seed gives the same weights and metrics, bit for bit",
+    )
+    parser.add_argument(
         "--output", default=None, help="output folder (default saved_models/<model>-<dataset or table name>); an earlier run there is replaced"
     )
     parser.add_argument(
@@ -166,6 +170,7 @@ def run(args):
         image_shape=args.image_shape,
         model_overrides=overrides,
         export=args.export,
+        deterministic=args.deterministic,
         verbose=0 if args.quiet else 2 if args.log else 1,
     )
     if args.quiet:

@@ -15,6 +15,7 @@ import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from mmkeras import data as data_module
 from mmkeras import distribute
@@ -25,7 +26,7 @@ from mmkeras.preprocessing import Preprocessor, text_vectorizer
 from mmkeras.registry import get_entry, get_model, list_models
 from mmkeras.training.runs import check_output, check_writable, default_output, machine, versions, write_run
 from mmkeras.validation import (
-    check_fraction, check_image_shape, check_kwargs, check_one_of, check_positive_int, check_seed,
+    check_bool, check_fraction, check_image_shape, check_kwargs, check_one_of, check_positive_int, check_seed,
 )
 
 
@@ -270,6 +271,7 @@ def train(
     image_shape=None,
     model_overrides=None,
     export=True,
+    deterministic=False,
     verbose=1,
 ):
     """Train a zoo recipe on a built-in dataset, test it, and save everything in one folder.
@@ -318,6 +320,11 @@ def train(
             `mmkeras.tasks.FusionClassifier`), e.g. `{"image_encoder": {"filters": (8, 16)}}`.
         export: bool, also export a SavedModel (`mmkeras.export_model`) into
             `<output>/saved_model`. Defaults to `True`.
+        deterministic: bool, switch TensorFlow's op determinism on
+            (`tf.config.experimental.enable_op_determinism`), so that two runs with the same
+            seed, data and machine give the same weights and metrics, bit for bit, on any
+            device. Like that function, it stays on for the rest of the process. What it costs
+            in speed: docs/benchmarks.md, "Determinism". Defaults to `False`.
         verbose: int, 0 silent, 1 progress bars and a summary, 2 one line per epoch and a
             summary (for logs). Defaults to `1`.
 
@@ -337,6 +344,7 @@ def train(
     started = {"time": time.perf_counter(), "load": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None}
     _check_arguments(model, precision, epochs, batch_size, max_steps, limit, learning_rate, seed,
                      validation_split, image_shape, model_overrides, strategy, verbose, backup_dir)
+    check_bool("deterministic", deterministic)
     if data is not None and dataset is not None:
         raise ValueError(f"Pass `dataset` (built in) or `data` (your own table), not both. Received: dataset={dataset!r}")
     if data_options is not None and not isinstance(data_options, dict):
@@ -364,6 +372,8 @@ def train(
         output = False  # in a multi-worker run only the chief writes the run folder
 
     keras.utils.set_random_seed(int(seed))
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
     splits = _data_splits(dataset, data, test_data, validation_data, task, image_storage, data_options,
                           image_shape or defaults["image_shape"], validation_split, int(seed), limit, verbose)
     _check_model_fits_task(model, splits.name, splits.task)
@@ -405,7 +415,7 @@ def train(
         "train_wall_time_s": round(train_seconds, 2), "total_wall_time_s": None, "epochs": epochs,
         "steps_per_epoch": steps_per_epoch, "batch_size": batch_size, "learning_rate": learning_rate,
         "precision": policy, "precision_requested": precision, "strategy": strategy,
-        "replicas": int(tf_strategy.num_replicas_in_sync), "seed": int(seed),
+        "replicas": int(tf_strategy.num_replicas_in_sync), "seed": int(seed), "deterministic": deterministic,
     }
     metrics = _record(model, data, net, test, extra, history, settings, started)
     if output is not False:
