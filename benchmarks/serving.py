@@ -17,7 +17,9 @@ of five ways to get an answer:
 5. raw bytes + strings through the `Preprocessor` in Python (eager), then `model(x)`: what a
    service without the SavedModel would run for the same request as 1.
 
-Each of `--runs` runs measures every way once; the table gives the medians over runs. The table
+Each of `--runs` runs measures every way once; the table gives the medians over runs. Below it,
+the serving overhead: `serving_default`'s time over `serve_tensors`' (batch 1 p50, and the median
+batch-64 call), the median of the runs' ratios, against the goal of at most 1.25x. The table
 is printed and, with `--write`, replaced in `docs/serving.md` between the markers
 `<!-- serving-benchmark:start -->` and `<!-- serving-benchmark:end -->`, with the machine, the
 command and the load average before and after (other processes on the machine slow every row).
@@ -27,6 +29,7 @@ Usage (from the repository root):
     python benchmarks/serving.py                          # vqa and s0, 5 runs, print the table
     python benchmarks/serving.py --models vqa --runs 3    # quicker
     python benchmarks/serving.py --write                  # also update docs/serving.md
+    python benchmarks/serving.py --models vqa --ways savedmodel   # only the serving overhead
 """
 
 import argparse
@@ -56,6 +59,8 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=64, help="batch size of the throughput test (default: 64)")
     parser.add_argument("--latency-calls", type=int, default=200, help="batch-1 calls per run and way (default: 200)")
     parser.add_argument("--throughput-calls", type=int, default=10, help="large-batch calls per run and way (default: 10)")
+    parser.add_argument("--ways", choices=["all", "savedmodel"], default="all",
+                        help="every way (default), or only the two SavedModel signatures (the serving overhead)")
     parser.add_argument("--write", action="store_true", help="replace the table in docs/serving.md")
     parser.add_argument("--doc", default=os.path.join(ROOT, "docs", "serving.md"), help="the markdown file --write updates")
     return parser.parse_args(argv)
@@ -158,11 +163,13 @@ def measure(fn_1, fn_batch, batch_size, latency_calls, throughput_calls):
     times.sort()
     p50 = times[len(times) // 2]
     p99 = times[min(len(times) - 1, int(round(0.99 * (len(times) - 1))))]
-    start = time.perf_counter()
+    batch_times = []
     for _ in range(throughput_calls):
+        start = time.perf_counter()
         _finish(fn_batch())
-    throughput = batch_size * throughput_calls / (time.perf_counter() - start)
-    return p50 * 1000, p99 * 1000, throughput
+        batch_times.append(time.perf_counter() - start)
+    throughput = batch_size * throughput_calls / sum(batch_times)
+    return p50 * 1000, p99 * 1000, throughput, statistics.median(batch_times) * 1000
 
 
 def benchmark(args):
@@ -171,13 +178,15 @@ def benchmark(args):
 
     import mmkeras
 
-    rows = []
+    rows, overheads = [], []
     for name in args.models:
         model, preprocessor, requests, tensors = make_case(name, args.batch_size)
         with tempfile.TemporaryDirectory() as tmp:
             path = mmkeras.export_model(model, os.path.join(tmp, name), preprocessor=preprocessor)
             served = tf.saved_model.load(path)
             table = ways(model, preprocessor, served, requests, tensors)
+            if args.ways == "savedmodel":
+                table = {label: fns for label, fns in table.items() if label.startswith("SavedModel")}
             results = {label: [] for label in table}
             for run in range(args.runs):
                 for label, fns in table.items():
@@ -190,11 +199,24 @@ def benchmark(args):
             p50, p99, throughput = (statistics.median(v[i] for v in values) for i in range(3))
             spread = (min(v[2] for v in values), max(v[2] for v in values))
             rows.append((name, params, label, p50, p99, throughput, spread))
+        overheads.append((name, *serving_overhead(results)))
         keras.backend.clear_session()
-    return rows
+    return rows, overheads
 
 
-def render(rows, args, load_before, load_after, seconds):
+SERVING_GOAL = 1.25  # issue 15: serving_default at most 1.25x the tensor signature, at batch 1 and at batch 64
+
+
+def serving_overhead(results):
+    """Medians over runs of `serving_default` time / `serve_tensors` time: (batch 1 p50, large-batch call)."""
+    raw = next(v for label, v in results.items() if "serving_default" in label)
+    tensors = next(v for label, v in results.items() if "serve_tensors" in label)
+    one = statistics.median(r[0] / t[0] for r, t in zip(raw, tensors))
+    many = statistics.median(r[3] / t[3] for r, t in zip(raw, tensors))
+    return one, many
+
+
+def render(rows, overheads, args, load_before, load_after, seconds):
     import keras
     import tensorflow as tf
 
@@ -213,6 +235,17 @@ def render(rows, args, load_before, load_after, seconds):
         lines.append(
             f"| {name} ({params:,}) | {label} | {p50:.2f} | {p99:.2f} | {throughput:,.0f} ({low:,.0f} to {high:,.0f}) |"
         )
+    lines += [
+        "",
+        f"Serving overhead, `serving_default` (PNG bytes + strings) / `serve_tensors` (tensors), the median of the "
+        f"runs' ratios; goal at most {SERVING_GOAL}x:",
+        "",
+        f"| model | batch 1 (p50) | batch {args.batch_size} (median call) | goal met |",
+        "|---|---:|---:|---|",
+    ]
+    for name, one, many in overheads:
+        met = "yes" if max(one, many) <= SERVING_GOAL else "no"
+        lines.append(f"| {name} | {one:.2f}x | {many:.2f}x | {met} |")
     return "\n".join(lines)
 
 
@@ -231,8 +264,8 @@ def main(argv=None):
     args = parse_args(argv)
     load_before = os.getloadavg()
     start = time.perf_counter()
-    rows = benchmark(args)
-    table = render(rows, args, load_before, os.getloadavg(), time.perf_counter() - start)
+    rows, overheads = benchmark(args)
+    table = render(rows, overheads, args, load_before, os.getloadavg(), time.perf_counter() - start)
     print(table)
     if args.write:
         write_doc(args.doc, table)

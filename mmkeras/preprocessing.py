@@ -88,23 +88,80 @@ def as_string_array(texts, name="texts"):
 
 
 _HEADER = 32  # bytes read from the start of an image: every header field used lies in them
+_TAIL = 64  # bytes at the end of an image where a complete PNG's or JPEG's end marker is looked for first
 
 
 def _padded(data):
-    """`data` with `_HEADER` zero bytes appended, so reading the header never runs past the end."""
-    return tf.strings.join([data, tf.constant(b"\x00" * _HEADER)])
+    """The first `_HEADER` bytes of `data`, with `_HEADER` zero bytes appended, so reading the
+    header never runs past the end (and never copies the whole image)."""
+    return tf.strings.join([tf.strings.substr(data, 0, _HEADER), tf.constant(b"\x00" * _HEADER)])
 
 
 def _bytes_at(padded, start, length):
-    """`length` bytes of `padded` (see `_padded`) from `start`, as int32."""
-    return tf.reshape(tf.cast(tf.io.decode_raw(tf.strings.substr(padded, start, length), tf.uint8), tf.int32), [length])
+    """`length` bytes of each item of `padded` (1-D, see `_padded`) from `start`: int32 `(n, length)`."""
+    raw = tf.io.decode_raw(tf.strings.substr(padded, start, length), tf.uint8)
+    raw = tf.reshape(tf.cast(raw, tf.int32), [-1, length])  # (0, length) for no items
+    return raw
 
 
-def _uint(raw, little_endian=True):
-    """An unsigned int from its bytes (int64)."""
-    raw = tf.cast(raw, tf.int64)
-    order = range(raw.shape[0]) if little_endian else reversed(range(raw.shape[0]))
-    return sum(raw[i] * (256**k) for k, i in enumerate(order))
+# Where each format's header declares its size: per variant, (height, width), each a field of
+# (first byte, bytes, big-endian, right shift, mask, added). WebP has three variants: VP8X gives
+# the canvas size (24 bits each, minus one), VP8L 14 bits each (minus one), VP8 (lossy) 14 bits
+# each after the frame tag. A BMP's height is signed (negative: stored top-down).
+_SIZE_FIELDS = {
+    "png": ((20, 4, True, 0, None, 0), (16, 4, True, 0, None, 0)),
+    "gif": ((8, 2, False, 0, None, 0), (6, 2, False, 0, None, 0)),
+    "bmp": ((22, 4, False, 0, None, 0), (18, 4, False, 0, None, 0)),
+    "VP8X": ((27, 3, False, 0, None, 1), (24, 3, False, 0, None, 1)),
+    "VP8L": ((21, 4, False, 14, 0x3FFF, 1), (21, 4, False, 0, 0x3FFF, 1)),
+    "VP8 ": ((28, 2, False, 0, 0x3FFF, 0), (26, 2, False, 0, 0x3FFF, 0)),
+}
+
+
+def _size_table():
+    """`_SIZE_FIELDS` as arrays: byte indices and weights `(fields, 4)`, shifts, masks, additions `(fields,)`."""
+    index, weight, shift, mask, add = [], [], [], [], []
+    for fields in _SIZE_FIELDS.values():
+        for first, count, big_endian, right_shift, bits, plus in fields:
+            index.append([first + i for i in range(count)] + [0] * (4 - count))
+            weight.append([256 ** (count - 1 - i if big_endian else i) for i in range(count)] + [0] * (4 - count))
+            shift.append(right_shift)
+            mask.append(2**32 - 1 if bits is None else bits)
+            add.append(plus)
+    return [np.array(a, "int64") for a in (index, weight, shift, mask, add)]
+
+
+def _declared_sizes(data, form, parse):
+    """`(n, 2)` int64 heights and widths that 1-D `data` of formats `form` declare; `-1` where unknown.
+
+    A JPEG's size is read by `tf.io.extract_jpeg_shape` only where `parse` is True (it fails on a
+    truncated header); the other formats' sizes are read from fixed header bytes (`_SIZE_FIELDS`),
+    all fields of all items at once.
+    """
+    padded = _padded(data)
+    index, weight, shift, mask, add = _size_table()
+    raw = tf.cast(tf.gather(_bytes_at(padded, 0, 30), index, axis=1), tf.int64)  # (n, fields, 4)
+    values = tf.bitwise.bitwise_and(tf.bitwise.right_shift(tf.reduce_sum(raw * weight, -1), shift), mask) + add
+    bmp_height = 2 * list(_SIZE_FIELDS).index("bmp")
+    signed = tf.logical_and(tf.range(len(index)) == bmp_height, values >= 2**31)
+    values = tf.reshape(tf.where(signed, 2**32 - values, values), [-1, len(_SIZE_FIELDS), 2])
+    chunk = tf.strings.substr(padded, 12, 4)
+    variant = tf.fill(tf.shape(data), -1)
+    for i, name in enumerate(_SIZE_FIELDS):
+        is_variant = tf.equal(form, name) if name.islower() else tf.logical_and(tf.equal(form, "webp"), tf.equal(chunk, name))
+        variant = tf.where(is_variant, i, variant)
+    variant = tf.where(tf.logical_and(tf.equal(form, "webp"), variant < 0), len(_SIZE_FIELDS) - 1, variant)  # VP8
+    size = tf.where((variant >= 0)[:, None], tf.gather(values, tf.maximum(variant, 0), batch_dims=1), tf.constant(-1, tf.int64))
+    jpeg = tf.logical_and(tf.equal(form, "jpeg"), parse)
+
+    def jpeg_size(item):
+        return tf.cond(item[1], lambda: tf.cast(tf.io.extract_jpeg_shape(item[0])[:2], tf.int64), lambda: item[2])
+
+    return tf.cond(  # a batch without JPEGs runs no loop
+        tf.reduce_any(jpeg),
+        lambda: tf.map_fn(jpeg_size, (data, jpeg, size), fn_output_signature=tf.TensorSpec([2], tf.int64)),
+        lambda: size,
+    )
 
 
 def image_header(image_bytes):
@@ -122,41 +179,14 @@ def image_header(image_bytes):
     >>> form.numpy(), int(height), int(width)
     (b'png', 10, 12)
     """
-    data = tf.convert_to_tensor(image_bytes, tf.string)
-    head = _bytes_at(_padded(data), 0, 30)
+    data = tf.reshape(tf.convert_to_tensor(image_bytes, tf.string), [1])
     form = image_format(data)
-    is_jpeg, is_png, is_gif, is_bmp, is_webp = (tf.equal(form, f) for f in ("jpeg", "png", "gif", "bmp", "webp"))
-    chunk = tf.strings.substr(_padded(data), 12, 4)
-    # WebP: VP8X gives the canvas size (24 bits each, minus one), VP8L 14 bits each (minus one),
-    # VP8 (lossy) 14 bits each after the frame tag.
-    vp8x = (_uint(head[24:27]) + 1, _uint(head[27:30]) + 1)
-    vp8l_bits = _uint(head[21:25])
-    vp8l = (tf.bitwise.bitwise_and(tf.bitwise.right_shift(vp8l_bits, 14), 0x3FFF) + 1,
-            tf.bitwise.bitwise_and(vp8l_bits, 0x3FFF) + 1)
-    vp8 = (tf.bitwise.bitwise_and(_uint(head[28:30]), 0x3FFF), tf.bitwise.bitwise_and(_uint(head[26:28]), 0x3FFF))
-    webp = tf.where(tf.equal(chunk, b"VP8X"), tf.stack(vp8x),
-                    tf.where(tf.equal(chunk, b"VP8L"), tf.stack(vp8l), tf.stack(vp8)))
-    height_bmp = _uint(head[22:26])
-    height_bmp = tf.abs(tf.where(height_bmp >= 2**31, height_bmp - 2**32, height_bmp))  # negative: top-down
-    sizes = [
-        (is_png, tf.stack([_uint(head[20:24], False), _uint(head[16:20], False)])),
-        (is_gif, tf.stack([_uint(head[8:10]), _uint(head[6:8])])),
-        (is_bmp, tf.stack([height_bmp, _uint(head[18:22])])),
-        (is_webp, webp),
-    ]
-    size = tf.constant([-1, -1], tf.int64)
-    for condition, value in reversed(sizes):
-        size = tf.where(condition, value, size)
-    size = tf.cond(
-        is_jpeg,
-        lambda: tf.cast(tf.io.extract_jpeg_shape(data)[:2], tf.int64),
-        lambda: size,
-    )
-    return form, size[0], size[1]
+    size = _declared_sizes(data, form, parse=tf.not_equal(form, ""))
+    return form[0], size[0, 0], size[0, 1]
 
 
 def image_format(image_bytes):
-    """`"jpeg"`, `"png"`, `"gif"`, `"bmp"`, `"webp"` or `""`, from the first bytes (TF op)."""
+    """`"jpeg"`, `"png"`, `"gif"`, `"bmp"`, `"webp"` or `""`, from the first bytes (TF op, item by item)."""
     data = _padded(tf.convert_to_tensor(image_bytes, tf.string))
     conditions = [
         ("jpeg", tf.io.is_jpeg(data)),
@@ -166,21 +196,119 @@ def image_format(image_bytes):
         ("webp", tf.logical_and(tf.equal(tf.strings.substr(data, 0, 4), b"RIFF"),
                                 tf.equal(tf.strings.substr(data, 8, 4), b"WEBP"))),
     ]
-    form = tf.constant("")
+    form = tf.fill(tf.shape(data), "")
     for name, condition in reversed(conditions):
-        form = tf.where(condition, tf.constant(name), form)
+        form = tf.where(condition, name, form)
     return form
 
 
 def _looks_complete(data, form):
-    """False for a PNG without its end chunk or a JPEG without an end marker: a truncated file."""
-    def has(marker):
-        return tf.size(tf.strings.split(tf.strings.substr(_padded(data), 2, -1), marker)) > 1
+    """Per item of 1-D `data`: False for a PNG without its end chunk or a JPEG without an end marker."""
+    # The marker is looked for after the first 2 bytes: in the last `_TAIL` bytes first (where a
+    # complete file has it), in the whole file only for the items whose tail lacks it.
+    length = tf.strings.length(data)
+    after_2 = tf.minimum(2, length)  # (an item shorter than 2 bytes is no PNG or JPEG: nothing to look in)
+    tail = tf.strings.substr(data, tf.maximum(length - _TAIL, after_2), tf.fill(tf.shape(data), _TAIL))
 
-    return tf.case(
-        [(tf.equal(form, "png"), lambda: has("IEND")), (tf.equal(form, "jpeg"), lambda: has(b"\xff\xd9"))],
-        default=lambda: tf.constant(True),
+    def has(strings, marker):
+        return tf.strings.split(strings, marker).row_lengths() > 1
+
+    def has_after_2(marker):  # copies whole images: only for the few whose tail has no marker
+        return has(tf.strings.substr(data, after_2, length - after_2), marker)
+
+    complete = tf.ones_like(data, tf.bool)
+    for name, marker in (("png", "IEND"), ("jpeg", b"\xff\xd9")):
+        is_form = tf.equal(form, name)
+        found = tf.cond(tf.reduce_any(is_form), lambda m=marker: has(tail, m), lambda: complete)
+        look_further = tf.logical_and(is_form, tf.logical_not(found))
+        found = tf.cond(tf.reduce_any(look_further), lambda m=marker: has_after_2(m), lambda: found)
+        complete = tf.where(is_form, found, complete)
+    return complete
+
+
+def _image_checks(data, max_pixels):
+    """What `check_encoded_image` checks, for each item of 1-D `data` at once (TF ops, no loop).
+
+    Returns a dict of `(n,)` tensors: `form`, `known` (a format TF decodes), `complete` (not
+    truncated), `height`, `width` (declared; read only from known, complete items) and `small`
+    (1 to `max_pixels` pixels), and `ok`, all three.
+    """
+    form = image_format(data)
+    known = tf.not_equal(form, "")
+    complete = _looks_complete(data, form)
+    size = _declared_sizes(data, form, parse=tf.logical_and(known, complete))
+    height, width = size[:, 0], size[:, 1]
+    small = tf.logical_and(tf.logical_and(height > 0, width > 0), height * width <= max_pixels)
+    ok = tf.logical_and(tf.logical_and(known, complete), small)
+    return {"form": form, "known": known, "complete": complete, "height": height, "width": width, "small": small, "ok": ok}
+
+
+def _raise_check(data, where, checks, i, max_pixels):
+    """The error of item `i` of `data` (`checks` from `_image_checks`): the first check it fails, named `where`."""
+    form, height, width = checks["form"][i], checks["height"][i], checks["width"][i]
+    size = tf.strings.as_string(tf.strings.length(data[i]))
+    item = tf.strings.join([where, " (", size, " bytes)"])
+    known = tf.debugging.Assert(
+        checks["known"][i],
+        [tf.strings.join([item, f" is not an encoded image: it must be {IMAGE_FORMATS} bytes (TIFF and other formats are not decoded)"])],
     )
+    with tf.control_dependencies([known]):
+        complete = tf.debugging.Assert(
+            checks["complete"][i],
+            [tf.strings.join([item, " is a truncated or corrupt ", tf.strings.upper(form), " image"])],
+        )
+    with tf.control_dependencies([complete]):
+        small = tf.debugging.Assert(
+            checks["small"][i],
+            [tf.strings.join([
+                item, " declares ", tf.strings.as_string(height), "x", tf.strings.as_string(width), " pixels (",
+                tf.strings.as_string(height * width), f"); an image may have 1 to {max_pixels} pixels "
+                "(mmkeras.preprocessing.MAX_IMAGE_PIXELS)",
+            ])],
+        )
+    return small
+
+
+def check_encoded_images(image_bytes, name="image", max_pixels=None, skip=None):
+    """`image_bytes` `(n,)` once every item is a complete image within the pixel limit (TF op), else an error.
+
+    The checks of `check_encoded_image`, run on the whole batch at once (a few dozen ops, whatever
+    the batch size). The first bad item is named with its index: `image[3] (1200 bytes) is a
+    truncated or corrupt PNG image`.
+
+    Args:
+        image_bytes: a 1-D `tf.string` tensor of encoded images.
+        name: str, the input's name in error messages. Defaults to `"image"`.
+        max_pixels: int, the most pixels allowed. Defaults to `None`: `MAX_IMAGE_PIXELS`.
+        skip: a `(n,)` bool tensor of items not to check (absent images), or None. Defaults to `None`.
+
+    Example:
+
+    >>> pngs = tf.stack([tf.io.encode_png(tf.zeros((4, 4, 1), tf.uint8)), b"not an image"])
+    >>> check_encoded_images(pngs[:1]).shape
+    TensorShape([1])
+    >>> check_encoded_images(pngs)
+    Traceback (most recent call last):
+    ...
+    tensorflow.python.framework.errors_impl.InvalidArgumentError: ...image[1] (12 bytes) is not an encoded image...
+    """
+    max_pixels = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    check_positive_int("max_pixels", max_pixels)
+    data = tf.convert_to_tensor(image_bytes, tf.string)
+    checks = _image_checks(data, max_pixels)
+    bad = tf.logical_not(checks["ok"])
+    if skip is not None:
+        bad = tf.logical_and(bad, tf.logical_not(skip))
+
+    def fail():
+        first = tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int32)
+        where = tf.strings.join([f"{name}[", tf.strings.as_string(first), "]"])
+        with tf.control_dependencies([_raise_check(data, where, checks, first, max_pixels)]):
+            return tf.constant(False)
+
+    passed = tf.cond(tf.reduce_any(bad), fail, lambda: tf.constant(True))
+    with tf.control_dependencies([passed]):
+        return tf.identity(data)
 
 
 def check_encoded_image(image_bytes, where="image", max_pixels=None):
@@ -190,7 +318,7 @@ def check_encoded_image(image_bytes, where="image", max_pixels=None):
     WebP), that a PNG or JPEG is not truncated, and that the size the header declares holds at
     most `max_pixels` pixels. A failed check raises `InvalidArgumentError` (eagerly) or fails
     the graph with a message that names `where` (e.g. `image[3]`), says what is wrong and gives
-    the item's size in bytes (and its declared size).
+    the item's size in bytes (and its declared size). For a batch, `check_encoded_images`.
 
     Args:
         image_bytes: a scalar `tf.string` tensor of encoded image bytes.
@@ -212,31 +340,8 @@ def check_encoded_image(image_bytes, where="image", max_pixels=None):
     max_pixels = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     check_positive_int("max_pixels", max_pixels)
     data = tf.convert_to_tensor(image_bytes, tf.string)
-    form = image_format(data)
-    size = tf.strings.as_string(tf.strings.length(data))
-    item = tf.strings.join([where, " (", size, " bytes)"])
-    known = tf.not_equal(form, "")
-    known_check = tf.debugging.Assert(
-        known,
-        [tf.strings.join([item, f" is not an encoded image: it must be {IMAGE_FORMATS} bytes (TIFF and other formats are not decoded)"])],
-    )
-    with tf.control_dependencies([known_check]):
-        complete = tf.debugging.Assert(
-            _looks_complete(data, form),
-            [tf.strings.join([item, " is a truncated or corrupt ", tf.strings.upper(form), " image"])],
-        )
-    with tf.control_dependencies([complete]):  # a truncated JPEG header would fail to parse
-        _, height, width = image_header(data)
-        pixels = height * width
-        small = tf.debugging.Assert(
-            tf.logical_and(tf.logical_and(height > 0, width > 0), pixels <= max_pixels),
-            [tf.strings.join([
-                item, " declares ", tf.strings.as_string(height), "x", tf.strings.as_string(width), " pixels (",
-                tf.strings.as_string(pixels), f"); an image may have 1 to {max_pixels} pixels "
-                "(mmkeras.preprocessing.MAX_IMAGE_PIXELS)",
-            ])],
-        )
-    with tf.control_dependencies([small]):
+    checks = _image_checks(tf.reshape(data, [1]), max_pixels)
+    with tf.control_dependencies([_raise_check(tf.reshape(data, [1]), where, checks, 0, max_pixels)]):
         return tf.identity(data)
 
 
@@ -270,8 +375,13 @@ def decode_image(image_bytes, image_shape, where="image", max_pixels=None):
     >>> decode_image(png, (8, 8, 3)).shape
     TensorShape([8, 8, 3])
     """
-    height, width, channels = check_image_shape("image_shape", image_shape)
-    image_bytes = check_encoded_image(image_bytes, where, max_pixels)
+    check_image_shape("image_shape", image_shape)
+    return _decode_checked(check_encoded_image(image_bytes, where, max_pixels), image_shape)
+
+
+def _decode_checked(image_bytes, image_shape):
+    """`decode_image` after its checks: decode, resize (bilinear), scale to [0, 1]."""
+    height, width, channels = image_shape
     image = tf.io.decode_image(image_bytes, channels=channels, expand_animations=False)
     image = tf.image.resize(tf.cast(image, tf.float32) / 255.0, (height, width))
     image.set_shape((height, width, channels))
@@ -523,8 +633,8 @@ class Preprocessor:
     def decode_images(self, image_bytes, name="image", max_pixels=None, empty_as_absent=False):
         """Encoded image bytes `(batch,)` -> float32 images `(batch, *image_shape)` (TF op).
 
-        Each item is checked before it is decoded (`check_encoded_image`), and a bad one is named
-        with its index: `image[3] (1200 bytes) is a truncated or corrupt PNG image`.
+        The batch is checked before anything is decoded (`check_encoded_images`), and the first
+        bad item is named with its index: `image[3] (1200 bytes) is a truncated or corrupt PNG image`.
 
         Args:
             image_bytes: a `tf.string` tensor `(batch,)`.
@@ -536,23 +646,20 @@ class Preprocessor:
         if self.image_shape is None:
             raise ValueError("This model's preprocessor has no image shape (a text-only model).")
         image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
-        positions = tf.range(tf.shape(image_bytes, out_type=tf.int64)[0])
+        empty = tf.equal(tf.strings.length(image_bytes), 0) if empty_as_absent else None
+        # Every item checked at once, the first bad one named (`image[3]`); then decoded one by one.
+        image_bytes = check_encoded_images(image_bytes, name, max_pixels, skip=empty)
 
         def decode(item):
-            where = tf.strings.join([f"{name}[", tf.strings.as_string(item[1]), "]"])
             if not empty_as_absent:
-                return decode_image(item[0], self.image_shape, where, max_pixels)
+                return _decode_checked(item, self.image_shape)
             return tf.cond(
-                tf.equal(tf.strings.length(item[0]), 0),
+                tf.equal(tf.strings.length(item), 0),
                 lambda: tf.fill(self.image_shape, float("nan")),
-                lambda: decode_image(item[0], self.image_shape, where, max_pixels),
+                lambda: _decode_checked(item, self.image_shape),
             )
 
-        return tf.map_fn(  # one by one, each checked with its index (`image[3]`) for the errors
-            decode,
-            (image_bytes, positions),
-            fn_output_signature=tf.TensorSpec(self.image_shape, tf.float32),
-        )
+        return tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec(self.image_shape, tf.float32))
 
     def images(self, images, name="image"):
         """Raw images -> float32 `(n, *image_shape)` in [0, 1] (numpy), decoded as training did.

@@ -176,11 +176,21 @@ def test_image_header_reads_every_format():
     from PIL import Image
     import io
 
-    for form in ("GIF", "BMP", "WEBP", "PNG", "JPEG"):
-        buffer = io.BytesIO()
-        Image.fromarray(np.zeros((10, 12, 3), "uint8")).save(buffer, form)
-        kind, height, width = preprocessing.image_header(buffer.getvalue())
-        assert (kind.numpy().decode(), int(height), int(width)) == (form.lower(), 10, 12)
+    # WebP in its three layouts: lossy (VP8), lossless (VP8L), extended (VP8X: here for an ICC profile).
+    webp = [("WEBP", {}, b"VP8 "), ("WEBP", {"lossless": True}, b"VP8L"), ("WEBP", {"icc_profile": b"icc"}, b"VP8X")]
+    for form, options, chunk in [("GIF", {}, None), ("BMP", {}, None), ("PNG", {}, None), ("JPEG", {}, None), *webp]:
+        for size in ((10, 12), (300, 17)):
+            buffer = io.BytesIO()
+            Image.fromarray(np.zeros((*size, 3), "uint8")).save(buffer, form, **options)
+            data = buffer.getvalue()
+            assert chunk is None or data[12:16] == chunk
+            kind, height, width = preprocessing.image_header(data)
+            assert (kind.numpy().decode(), int(height), int(width)) == (form.lower(), *size), (form, options)
+    buffer = io.BytesIO()  # a BMP whose negative height says its rows are stored top-down
+    Image.fromarray(np.zeros((5, 7, 3), "uint8")).save(buffer, "BMP")
+    top_down = bytearray(buffer.getvalue())
+    top_down[22:26] = (-5).to_bytes(4, "little", signed=True)
+    assert [int(v) for v in preprocessing.image_header(bytes(top_down))[1:]] == [5, 7]
 
 
 # Item 13: which item failed.
@@ -202,6 +212,40 @@ def test_a_bad_item_is_named(model, served):
         assert message.startswith(f"image[2] ({len(bad)} bytes) {reason}")
         with pytest.raises(ValueError, match=rf"images\[2\] \({len(bad)} bytes\) {reason}"):
             make_dataset([png(), png(), bad], ["a"] * 3, [0, 1, 0], task=model)
+
+
+def test_a_batch_is_checked_at_once_and_its_first_bad_item_named():
+    """`check_encoded_images` (what the served model runs) agrees with `check_encoded_image` item by item."""
+    def verdict(call):
+        try:
+            call()
+        except tf.errors.InvalidArgumentError as error:
+            return error_reason(error)
+        return None
+
+    big = png(50, 30)  # 1500 pixels, where png() and jpeg() have 1200
+    items = [png(), jpeg(), *(bad for bad, _ in BAD_IMAGES), big]
+    for i, item in enumerate(items):  # each item alone and batched: the same verdict and message
+        alone = verdict(lambda: preprocessing.check_encoded_image(item, f"image[{i}]", max_pixels=1200))
+        batch = verdict(lambda: preprocessing.check_encoded_images(tf.constant([png(), item]), max_pixels=1200))
+        assert (alone is None) == (batch is None) == (i < 2), (i, alone, batch)
+        if alone is not None:
+            assert batch == alone.replace(f"image[{i}]", "image[1]"), (batch, alone)
+    assert "declares 50x30 pixels (1500)" in verdict(lambda: preprocessing.check_encoded_image(big, max_pixels=1200))
+    # Several bad items: the first is named; skipped (absent) items are not checked.
+    mixed = tf.constant([png(), b"", b"not an image", png()[:60]])
+    assert served_error(lambda: preprocessing.check_encoded_images(mixed)).startswith("image[1] (0 bytes) is not an encoded image")
+    skip = tf.constant([False, True, True, False])
+    assert served_error(lambda: preprocessing.check_encoded_images(mixed, "photo", skip=skip)).startswith(
+        "photo[3] (60 bytes) is a truncated or corrupt PNG image"
+    )
+    assert preprocessing.check_encoded_images(tf.constant([], tf.string)).shape == (0,)
+    # Traced (as in an export), a batch of PNGs and JPEGs decodes as `decode_image` does item by item
+    # (eagerly: the graph's resize may differ in the last bit).
+    decode = tf.function(lambda b: Preprocessor(image_shape=(20, 20, 3)).decode_images(b))
+    batch = [png(40, 30, value=7), jpeg(), png(20, 20, value=200)]
+    expected = np.stack([decode_image(b, (20, 20, 3)) for b in batch])
+    np.testing.assert_allclose(decode(tf.constant(batch)).numpy(), expected, rtol=0, atol=1e-6)
 
 
 def test_a_bad_file_is_named_when_streamed(model, tmp_path):
