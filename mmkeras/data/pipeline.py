@@ -794,7 +794,10 @@ def _streaming_dataset(
             features["text"] = row["text"]
         return (features, row["label"]) if "label" in row else features
 
-    dataset = dataset.map(assemble).batch(batch_size, drop_remainder=drop_remainder)
+    # Batched first, then scaled batch by batch (one op per batch, as the in-memory path does).
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder).map(
+        assemble, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
     if prefetch:
         dataset = dataset.prefetch(tf.data.AUTOTUNE)
     return dataset
