@@ -17,7 +17,9 @@ and 64, sigmoid) and the default `vqa` recipe at 32x32, the size `mmkeras train`
 
 Keras models train with `model.fit` on a repeated `tf.data.Dataset` (`steps_per_epoch=--steps`),
 PyTorch with a plain loop of the same steps; each variant is built once and warmed up (graph
-tracing excluded), then timed. This VM's speed changes from minute to minute (steal time), so the
+tracing excluded), then timed. A round is at least `--steps` steps and lasts at least
+`--min-round-seconds` (3 s: ten steps of vqa take half a second, where `fit`'s per-call overhead
+and the machine's short stalls would weigh); each variant's steps per round are in the JSON. This VM's speed changes from minute to minute (steal time), so the
 variants of a model are timed interleaved, A B C A B C, `--repeats` times, and the table gives the
 median samples/s with the range, and the ratios of medians (mmkeras over each other variant, at
 the same requested precision: PyTorch's "auto" is bfloat16 autocast). Goals, printed as met or
@@ -55,6 +57,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import statistics
 import sys
@@ -106,24 +109,28 @@ class Variant:
     train: object
     model: object = None  # the Keras model, None for PyTorch
     rates: list = dataclasses.field(default_factory=list)
+    steps: int = 0  # steps per timed round (`measure` sets them)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS, help="default: s1 vqa")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved rounds per model (default 5; --quick 2)")
-    parser.add_argument("--steps", type=int, default=None, help="timed training steps per round (default 10; --quick 2)")
+    parser.add_argument("--steps", type=int, default=None, help="timed training steps per round, at least (default 10; --quick 2)")
+    parser.add_argument("--min-round-seconds", type=float, default=None,
+                        help="more steps per round where --steps take less (default 3; --quick 0): each round then "
+                             "outlasts per-call overheads and the machine's short stalls")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps after building (default 3; --quick 1)")
     parser.add_argument("--batch-size-s1", type=int, default=32)
     parser.add_argument("--batch-size-vqa", type=int, default=128)
     parser.add_argument("--quick", action="store_true", help="a smoke run: small models (s1 at 32x32 on 12 tokens), few steps")
     parser.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "throughput.json"))
     args = parser.parse_args(argv)
-    for name, full, quick in (("repeats", 5, 2), ("steps", 10, 2), ("warmup", 3, 1)):
+    for name, full, quick in (("repeats", 5, 2), ("steps", 10, 2), ("warmup", 3, 1), ("min_round_seconds", 3.0, 0.0)):
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
-    if min(args.repeats, args.steps, args.batch_size_s1, args.batch_size_vqa) < 1 or args.warmup < 0:
-        parser.error("--repeats, --steps and the batch sizes must be positive, --warmup not negative")
+    if min(args.repeats, args.steps, args.batch_size_s1, args.batch_size_vqa) < 1 or min(args.warmup, args.min_round_seconds) < 0:
+        parser.error("--repeats, --steps and the batch sizes must be positive, --warmup and --min-round-seconds not negative")
     return args
 
 
@@ -495,16 +502,25 @@ def matmul_peak(dtype, size=2048, repeats=5):
 # === Running and reporting ===
 
 
-def measure(variants, steps, repeats, warmup, batch_size):
-    """Warm every variant up, then time `steps` steps of each, round after round (A B C A B C)."""
+def measure(variants, steps, repeats, warmup, batch_size, min_round_seconds=0.0):
+    """Warm every variant up, then time its steps, round after round (A B C A B C).
+
+    A variant's round is `steps` steps, or more where those take less than `min_round_seconds`
+    (counted from one untimed round after the warm-up): its `steps` are kept on the variant.
+    """
     for variant in variants:
         if warmup:
             variant.train(warmup)
+        variant.steps = steps
+        if min_round_seconds:
+            started = time.perf_counter()
+            variant.train(steps)
+            variant.steps = max(steps, math.ceil(steps * min_round_seconds / (time.perf_counter() - started)))
     for _ in range(repeats):
         for variant in variants:
             started = time.perf_counter()
-            variant.train(steps)
-            variant.rates.append(steps * batch_size / (time.perf_counter() - started))
+            variant.train(variant.steps)
+            variant.rates.append(variant.steps * batch_size / (time.perf_counter() - started))
 
 
 def goal(case, variant):
@@ -528,7 +544,7 @@ def rows_of(case, variants, flops, peaks):
         rows.append({
             "model": case.model, "image_shape": list(case.image_shape), "sequence_length": case.sequence_length,
             "batch_size": case.batch_size, "variant": v.name, "precision": v.precision, "policy": v.policy,
-            "parameters": int(v.parameters), "samples_per_s": [round(r, 2) for r in v.rates],
+            "parameters": int(v.parameters), "steps_per_round": v.steps, "samples_per_s": [round(r, 2) for r in v.rates],
             "median": round(median, 2), "min": round(min(v.rates), 2), "max": round(max(v.rates), 2),
             "mmkeras_ratio": round(ratio, 3), "goal": target, "goal_met": None if target is None else ratio >= target,
             "flops_per_sample": int(flops), "gflops": round(flops * median / 1e9, 1),
@@ -563,7 +579,7 @@ def run_case(case, args, torch, peaks):
     print(f"{case.label}: {variants[0].parameters:,} parameters, {flops / 1e9:.3f} GFLOP per training sample; "
           f"timing {len(variants)} variants ...", flush=True)
     with tf_errors_only():  # TensorFlow counts every model's first trace as a "retracing" of Keras' step function
-        measure(variants, args.steps, args.repeats, args.warmup, case.batch_size)
+        measure(variants, args.steps, args.repeats, args.warmup, case.batch_size, args.min_round_seconds)
     rows = rows_of(case, variants, flops, peaks)
     del variants
     keras.backend.clear_session()
@@ -628,7 +644,8 @@ def main(argv=None):
     peaks = {name: round(matmul_peak(dtype, size, repeats), 1) for name, dtype in (("float32", tf.float32), ("bfloat16", tf.bfloat16))}
     print(f"measured matmul peak ({size}x{size}, median of {repeats}): float32 {peaks['float32']:.0f} GFLOP/s, "
           f"bfloat16 {peaks['bfloat16']:.0f} GFLOP/s")
-    print(f"{args.steps} timed steps x {args.repeats} interleaved rounds per variant, {args.warmup} warm-up steps", flush=True)
+    print(f"{args.repeats} interleaved rounds per variant of at least {args.steps} steps and {args.min_round_seconds:g} s, "
+          f"{args.warmup} warm-up steps", flush=True)
     rows, notes = [], []
     for case in cases(args):
         case_rows, case_notes = run_case(case, args, torch, peaks)
@@ -645,7 +662,7 @@ def main(argv=None):
     result = {
         "machine": cpu_name(), "cores": os.cpu_count(), "versions": found, "precision_auto": auto,
         "load_average": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in load_after]},
-        "settings": {k: getattr(args, k) for k in ("models", "repeats", "steps", "warmup", "batch_size_s1", "batch_size_vqa", "quick")},
+        "settings": {k: getattr(args, k) for k in ("models", "repeats", "steps", "min_round_seconds", "warmup", "batch_size_s1", "batch_size_vqa", "quick")},
         "matmul_peak_gflops": peaks, "matmul_size": size, "rows": rows, "notes": notes,
         "pytorch": TORCH_MISSING if torch is None else "eager, float32 and bfloat16 autocast", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
