@@ -568,6 +568,10 @@ class Captioner(OwnLossTask):
 
         return {serving.SERVING_SIGNATURE: (caption, [{"image": tf.TensorSpec(None, tf.string, name="image")}])}
 
+    def serving_resources(self):
+        """None: the signature takes images only, and the captions' words are constants of the graph."""
+        return []
+
     def serving_description(self):
         return {
             serving.SERVING_SIGNATURE: {

@@ -601,14 +601,6 @@ class DualEncoder(OwnLossTask):
                                                       "text": tf.TensorSpec(None, tf.string, name="text")}]),
         }
 
-    def serving_resources(self):
-        import tensorflow as tf
-
-        if self.input_kinds["text"] != "token_ids":
-            return []
-        self.preprocessor.texts_to_ids(tf.constant([""]))  # builds the vocabulary table
-        return [self.preprocessor.vectorizer]
-
     def serving_description(self):
         dim = self.embedding_dim
         image = {"dtype": "string", "shape": [None], "content": "encoded image bytes (JPEG, PNG, GIF, BMP or WebP)"}

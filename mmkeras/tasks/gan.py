@@ -784,14 +784,6 @@ class ConditionalGAN(Task):
             "discriminate": (discriminate, [{"image": tf.TensorSpec(None, tf.string, name="image"), "text": text}]),
         }
 
-    def serving_resources(self):
-        import tensorflow as tf
-
-        if self.input_kinds["text"] != "token_ids":
-            return []
-        self.preprocessor.texts_to_ids(tf.constant([""]))  # builds the vocabulary table
-        return [self.preprocessor.vectorizer]
-
     def serving_description(self):
         text = {"dtype": "string", "shape": [None], "content": "raw text"}
         images = {

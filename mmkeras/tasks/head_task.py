@@ -217,14 +217,6 @@ class HeadTask(Task):
             serving.TENSORS_SIGNATURE: (serve_tensors, [serving.tensor_signature(specs)]),
         }
 
-    def serving_resources(self):
-        import tensorflow as tf
-
-        if "token_ids" not in self.input_kinds.values():
-            return []
-        self.preprocessor.texts_to_ids(tf.constant([""]))  # builds the vocabulary table
-        return [self.preprocessor.vectorizer]
-
     def serving_description(self):
         outputs = {}
         for head in self._heads():

@@ -411,8 +411,14 @@ class Task(keras.Model):
         raise NotImplementedError
 
     def serving_resources(self):
-        """Objects the exported graph uses besides the model (e.g. a vocabulary table)."""
-        return []
+        """Objects the exported graph uses besides the model: the preprocessor's vocabulary when
+        the model takes token ids (its raw-string signatures tokenize with it), else none."""
+        if "token_ids" not in self.input_kinds.values():
+            return []
+        import tensorflow as tf
+
+        self.preprocessor.texts_to_ids(tf.constant([""]))  # builds the vocabulary table
+        return [self.preprocessor.vectorizer]
 
     def serving_description(self):
         """The signatures' inputs and outputs, for the export's `mmkeras_export.json`."""
