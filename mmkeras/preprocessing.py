@@ -227,7 +227,7 @@ def _looks_complete(data, form):
 
 
 def _image_checks(data, max_pixels):
-    """What `check_encoded_image` checks, for each item of 1-D `data` at once (TF ops, no loop).
+    """What `check_encoded_image` checks, for each item of 1-D `data` at once (TF ops; a loop only over JPEGs, for their size).
 
     Returns a dict of `(n,)` tensors: `form`, `known` (a format TF decodes), `complete` (not
     truncated), `height`, `width` (declared; read only from known, complete items) and `small`
