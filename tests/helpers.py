@@ -5,6 +5,7 @@ inputs and its head); the `run_*` functions are the checks every registered mode
 """
 
 import copy
+import importlib.util
 import json
 import os
 
@@ -12,6 +13,16 @@ import keras
 import numpy as np
 
 import mmkeras
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_benchmark(name):
+    """The script `benchmarks/<name>.py` as a module (imported, not run)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", os.path.join(ROOT, "benchmarks", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_model(name, **overrides):

@@ -5,7 +5,6 @@
 - the parameter counts in docs/models.md are those of the models the registry builds.
 """
 
-import importlib.util
 import os
 import re
 
@@ -15,6 +14,7 @@ import numpy as np
 import mmkeras
 from mmkeras.data.datasets import text_only_baselines
 from mmkeras.preprocessing import text_vectorizer
+from tests.helpers import load_benchmark
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -43,9 +43,7 @@ def test_easy_vqa_baselines_in_the_docs_are_computed():
     for path in (("docs", "datasets.md"), ("mmkeras", "data", "easy_vqa.py")):
         text = _read(*path)
         assert common in text and question in text, path
-    spec = importlib.util.spec_from_file_location("accuracy_benchmark", os.path.join(ROOT, "benchmarks", "accuracy.py"))
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = load_benchmark("accuracy")
     benchmarks_md = _read("docs", "benchmarks.md")
     for name, value in benchmark.vqa_comparisons():  # the lines the benchmark writes
         assert f"- {name}: {value}" in benchmarks_md

@@ -1,20 +1,15 @@
 """benchmarks/fusions.py without training: its table, its goal line and the settings `--resume` refuses."""
 
-import importlib.util
 import json
-import os
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def fusions():
-    spec = importlib.util.spec_from_file_location("fusions_benchmark", os.path.join(ROOT, "benchmarks", "fusions.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("fusions")
 
 
 def record(recipe, seed, accuracy, dataset="fashion_pairs", epochs=2, override=None, seconds=100.0):

@@ -9,21 +9,16 @@ left out, so the graph count lies a little above it.
 """
 
 import dataclasses
-import importlib.util
 import json
-import os
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def throughput():
-    spec = importlib.util.spec_from_file_location("throughput_benchmark", os.path.join(ROOT, "benchmarks", "throughput.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("throughput")
 
 
 def s1_analytic_flops(size, steps, units=64, embedding_dim=64):
