@@ -19,7 +19,9 @@ Keras models train with `model.fit` on a repeated `tf.data.Dataset` (`steps_per_
 PyTorch with a plain loop of the same steps; each variant is built once and warmed up (graph
 tracing excluded), then timed. A round is at least `--steps` steps and lasts at least
 `--min-round-seconds` (3 s: ten steps of vqa take half a second, where `fit`'s per-call overhead
-and the machine's short stalls would weigh); each variant's steps per round are in the JSON. This VM's speed changes from minute to minute (steal time), so the
+and the machine's short stalls would weigh); each variant's steps per round are in the JSON. The
+Keras feed has tf.data autotuning off, as mmkeras's own pipelines have: with it on, a `fit` call
+often ends waiting for the autotuning timer, up to twice its time (`benchmarks/stall.py`). The
 variants of a model are timed interleaved, A B C A B C, `--repeats` times, and the table gives the
 median samples/s with the range, and the ratios of medians (mmkeras over each other variant, at
 the same requested precision: PyTorch's "auto" is bfloat16 autocast). Goals, printed as met or
@@ -251,10 +253,18 @@ def check_parameters(reference, model):
 
 
 def keras_trainer(model, data, batch_size):
-    """`train(steps)`: `model.fit` on the in-memory batches, repeated, `steps_per_epoch=steps`."""
+    """`train(steps)`: `model.fit` on the in-memory batches, repeated, `steps_per_epoch=steps`.
+
+    The feed is the same for both Keras variants, with tf.data autotuning off as in mmkeras's
+    pipelines: with it on, each `fit` call often ends waiting for the autotuning timer, which
+    would time that timer instead of the model (see `benchmarks/stall.py`).
+    """
     import tensorflow as tf
 
+    from mmkeras.data.pipeline import without_autotune
+
     dataset = tf.data.Dataset.from_tensor_slices(data).batch(batch_size, drop_remainder=True).cache().repeat()
+    dataset = without_autotune(dataset)
 
     def train(steps):
         model.fit(dataset, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)

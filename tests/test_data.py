@@ -76,7 +76,11 @@ def test_every_input_form_yields_the_same_batches(tmp_path):
         _assert_same(got, reference)
     # Streaming (decode inside tf.data, cache) gives the same batches too.
     for imgs in ([str(p) for p in paths], pngs):
-        _assert_same(_batches(data.make_dataset(imgs, TEXTS, LABELS, in_memory=False, **kwargs)), reference)
+        streamed = data.make_dataset(imgs, TEXTS, LABELS, in_memory=False, **kwargs)
+        _assert_same(_batches(streamed), reference)
+        # Both paths run without tf.data autotuning, whose timer stalls each epoch's end (benchmarks/stall.py).
+        assert streamed.options().autotune.enabled is False
+    assert data.make_dataset(images, TEXTS, LABELS, **kwargs).options().autotune.enabled is False
     # Same seed, same order; another seed, another order.
     again = _batches(data.make_dataset(images, TEXTS, LABELS, **kwargs))
     _assert_same(again, reference)

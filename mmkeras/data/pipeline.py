@@ -55,6 +55,31 @@ from mmkeras.validation import check_image_shape, check_one_of, check_positive_i
 IMAGE_FORMS = ("arrays", "paths", "bytes")
 
 
+# Batches kept ready ahead of the model (`prefetch=True`).
+PREFETCH_BATCHES = 2
+
+
+def without_autotune(dataset):
+    """`dataset` with tf.data's autotuning off: its parallel maps run one call per CPU core.
+
+    Autotuning runs a thread beside each iterator that re-tunes the pipeline on a timer whose
+    period doubles (10 ms, 20 ms, ... up to 60 s). When the iterator is destroyed (at the end of a
+    `fit` call or epoch, of `evaluate`, of `predict`), TensorFlow 2.21 often waits for that timer
+    to run out: the call then ends at the next of 1.27 s, 2.55 s, 5.1 s, 10.2 s, 20.5 s, ... after
+    the iterator started, up to twice its time, at random (`benchmarks/stall.py` measures it).
+    Without autotuning, parallel maps keep `tf.data.AUTOTUNE`'s starting parallelism and the
+    pipelines here prefetch a fixed `PREFETCH_BATCHES`.
+
+    Example:
+
+    >>> without_autotune(tf.data.Dataset.range(3)).options().autotune.enabled
+    False
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
 def image_form(images, name="images"):
     """Which form `images` are in: `"arrays"`, `"paths"` or `"bytes"` (see the module doc).
 
@@ -207,9 +232,10 @@ def decode_all(items, image_shape, name, read_files, verbose, *, storage="memory
     source = tf.data.Dataset.from_tensor_slices([os.fspath(i) if read_files else bytes(i) for i in items])
     if read_files:
         source = source.map(tf.io.read_file, num_parallel_calls=tf.data.AUTOTUNE)
-    chunks = source.map(
-        lambda data: decode(data, image_shape), num_parallel_calls=tf.data.AUTOTUNE
-    ).batch(DECODE_CHUNK).prefetch(1)
+    chunks = without_autotune(
+        source.map(lambda data: decode(data, image_shape), num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(DECODE_CHUNK).prefetch(1)
+    )
     progress = None
     if verbose and len(items) >= 1000:
         print(f"Decoding {len(items):,} images to {'x'.join(map(str, image_shape))}:")
@@ -547,7 +573,7 @@ class Examples:
             raw_text: bool, give the model raw strings instead of token ids (for a model with a
                 `TextVectorization` layer inside). Defaults to `False`.
             drop_remainder: bool, drop the last incomplete batch. Defaults to `False`.
-            prefetch: bool, prefetch batches (`tf.data.AUTOTUNE`). Defaults to `True`.
+            prefetch: bool, prefetch `PREFETCH_BATCHES` batches. Defaults to `True`.
             with_labels: bool, yield `(inputs, labels)`; `False` yields inputs only.
         """
         check_positive_int("batch_size", batch_size)
@@ -598,8 +624,8 @@ class Examples:
 
         dataset = dataset.map(assemble, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         if prefetch:
-            dataset = dataset.prefetch(tf.data.AUTOTUNE)
-        return dataset
+            dataset = dataset.prefetch(PREFETCH_BATCHES)
+        return without_autotune(dataset)
 
 
 def _gatherer(table):
@@ -799,5 +825,5 @@ def _streaming_dataset(
         assemble, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
     if prefetch:
-        dataset = dataset.prefetch(tf.data.AUTOTUNE)
-    return dataset
+        dataset = dataset.prefetch(PREFETCH_BATCHES)
+    return without_autotune(dataset)
