@@ -22,9 +22,11 @@ tracing excluded), then timed. A round is at least `--steps` steps and lasts at 
 and the machine's short stalls would weigh); each variant's steps per round are in the JSON. The
 Keras feed has tf.data autotuning off, as mmkeras's own pipelines have: with it on, a `fit` call
 often ends waiting for the autotuning timer, up to twice its time (`benchmarks/stall.py`). The
-variants of a model are timed interleaved, A B C A B C, `--repeats` times, and the table gives the
-median samples/s with the range, and the ratios of medians (mmkeras over each other variant, at
-the same requested precision: PyTorch's "auto" is bfloat16 autocast). Goals, printed as met or
+variants of a model are timed interleaved, `--repeats` rounds, in an order that reverses every
+round (A B C, C B A, ...), and the table gives the median samples/s with the range, and the ratios
+mmkeras over each other variant at the same requested precision (PyTorch's "auto" is bfloat16
+autocast): the median over rounds of the two variants' ratio in that round, which the machine's
+drift from round to round moves less than a ratio of medians. Goals, printed as met or
 missed: mmkeras / Keras >= 0.98 everywhere; at 224x224 mmkeras / PyTorch >= 1.5 in float32 and
 mmkeras auto / PyTorch float32 >= 3 (PyTorch eager in float32 being what a user would otherwise
 write; its bfloat16 autocast row is shown beside, without a goal). Where the graphs still differ: Keras masks token id 0
@@ -513,7 +515,9 @@ def matmul_peak(dtype, size=2048, repeats=5):
 
 
 def measure(variants, steps, repeats, warmup, batch_size, min_round_seconds=0.0):
-    """Warm every variant up, then time its steps, round after round (A B C A B C).
+    """Warm every variant up, then time its steps, round after round, in turn (A B C, C B A, A B C...).
+
+    The order reverses every round, so no variant always runs first or last in a round.
 
     A variant's round is `steps` steps, or more where those take less than `min_round_seconds`
     (counted from one untimed round after the warm-up): its `steps` are kept on the variant.
@@ -526,8 +530,8 @@ def measure(variants, steps, repeats, warmup, batch_size, min_round_seconds=0.0)
             started = time.perf_counter()
             variant.train(steps)
             variant.steps = max(steps, math.ceil(steps * min_round_seconds / (time.perf_counter() - started)))
-    for _ in range(repeats):
-        for variant in variants:
+    for round_ in range(repeats):
+        for variant in (variants if round_ % 2 == 0 else variants[::-1]):
             started = time.perf_counter()
             variant.train(variant.steps)
             variant.rates.append(variant.steps * batch_size / (time.perf_counter() - started))
@@ -542,14 +546,26 @@ def goal(case, variant):
     return None
 
 
+def paired_ratio(ours, theirs):
+    """The median over rounds of `ours[i] / theirs[i]`: samples/s of two variants timed in the same round.
+
+    Example:
+
+    >>> paired_ratio([10.0, 20.0, 12.0], [10.0, 19.0, 6.0])
+    1.0526315789473684
+    """
+    return statistics.median(a / b for a, b in zip(ours, theirs))
+
+
 def rows_of(case, variants, flops, peaks):
-    """One JSON row per variant: samples/s, mmkeras's median over this one's (same requested precision), FLOPs."""
-    ours = {v.precision: statistics.median(v.rates) for v in variants if v.name == "mmkeras"}
+    """One JSON row per variant: samples/s, mmkeras's rate over this one's (same requested precision,
+    the median of the rounds' ratios), FLOPs."""
+    ours = {v.precision: v.rates for v in variants if v.name == "mmkeras"}
     rows = []
     for v in variants:
         median = statistics.median(v.rates)
         target = goal(case, v)
-        ratio = ours[v.precision] / median
+        ratio = paired_ratio(ours[v.precision], v.rates)
         peak = peaks["bfloat16" if "bfloat16" in v.policy else "float32"]
         rows.append({
             "model": case.model, "image_shape": list(case.image_shape), "sequence_length": case.sequence_length,
@@ -565,12 +581,13 @@ def rows_of(case, variants, flops, peaks):
 
 def notes_of(case, rows):
     """Ratios beside the table: what `auto` buys mmkeras, and mmkeras auto against PyTorch in float32."""
-    median = {(r["variant"], r["precision"]): r["median"] for r in rows}
-    notes = [(f"{case.label}: mmkeras auto / mmkeras float32", median[("mmkeras", "auto")] / median[("mmkeras", "float32")], None)]
-    if ("pytorch", "float32") in median:
+    rates = {(r["variant"], r["precision"]): r["samples_per_s"] for r in rows}
+    ours = rates[("mmkeras", "auto")]
+    notes = [(f"{case.label}: mmkeras auto / mmkeras float32", paired_ratio(ours, rates[("mmkeras", "float32")]), None)]
+    if ("pytorch", "float32") in rates:
         target = TORCH_GOALS["auto"] if case.image_shape[0] >= GOAL_SIZE else None
-        notes.append((f"{case.label}: mmkeras auto / PyTorch float32",
-                      median[("mmkeras", "auto")] / median[("pytorch", "float32")], target))
+        notes.append((f"{case.label}: mmkeras auto / PyTorch float32", paired_ratio(ours, rates[("pytorch", "float32")]),
+                      target))
     return [
         {"ratio": name, "value": round(value, 3), "goal": target, "goal_met": None if target is None else value >= target}
         for name, value, target in notes

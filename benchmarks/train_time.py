@@ -6,9 +6,10 @@ earlier commit: `git worktree add /tmp/base <commit>`; by default this checkout 
 with its own extra `mmkeras train` flags (`--a-flags`, `--b-flags`), alternating A B A B, each run in a fresh
 process whose `PYTHONPATH` points at its checkout. It prints, per version, the median training
 wall time (`metrics.json`'s `train_wall_time_s`, the `fit` call alone) and test accuracy, the
-spread, the ratio A/B of the medians, the machine and the load average. This VM's speed is
-bimodal (the same epoch runs at X or X/2 from one minute to the next): compare medians of runs
-interleaved in one sitting, never single timings.
+spread, the ratio A/B of the medians, the machine and the load average. Single runs vary
+(before mmkeras switched tf.data autotuning off, an epoch could end waiting for the autotuning
+timer, up to twice its time: `benchmarks/stall.py`), and the machine's load changes: compare
+medians of runs interleaved in one sitting, never single timings.
 
 Usage (from the repository root):
 
