@@ -60,7 +60,7 @@ PREFETCH_BATCHES = 2
 
 
 def without_autotune(dataset):
-    """`dataset` with tf.data's autotuning off: its parallel maps run one call per CPU core.
+    """`dataset` with tf.data's autotuning off: parallel maps keep their starting parallelism.
 
     Autotuning runs a thread beside each iterator that re-tunes the pipeline on a timer whose
     period doubles (10 ms, 20 ms, ... up to 60 s). When the iterator is destroyed (at the end of a
