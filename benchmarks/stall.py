@@ -57,13 +57,8 @@ def on_boundary(seconds, tolerance=0.01):
     >>> on_boundary(2.553), on_boundary(2.2), on_boundary(5.115)
     (True, False, True)
     """
-    k = 1
-    while BOUNDARY_UNIT_S * (2**k - 1) <= seconds * 2:
-        boundary = BOUNDARY_UNIT_S * (2**k - 1)
-        if boundary - 0.01 <= seconds <= boundary * (1 + tolerance) + 0.03 and boundary >= 0.3:
-            return True
-        k += 1
-    return False
+    boundaries = (BOUNDARY_UNIT_S * (2**k - 1) for k in range(5, 24))  # 0.31 s to 23 hours
+    return any(b - 0.01 <= seconds <= b * (1 + tolerance) + 0.03 for b in boundaries)
 
 
 def pipelines(args):
