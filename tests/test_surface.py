@@ -1,6 +1,6 @@
 """Public surface that no other test reaches: each promise here is held by a check that can fail.
 
-GIF and BMP input, the on-disk decode cache, a local weights file for a `keras.applications`
+GIF and BMP input, the streaming path's table on disk, a local weights file for a `keras.applications`
 backbone, masking in the bidirectional text encoder, `distribute.evaluate` / `predict` on one
 device, and the multilabel and regression heads from raw data to answers after a reload.
 """
@@ -44,25 +44,36 @@ def test_gif_and_bmp_decode_like_png(tmp_path):
     np.testing.assert_allclose(batch["image"][1], png[0], atol=1e-6)
 
 
-def test_streaming_cache_on_disk_gives_the_same_batches(tmp_path):
+def test_streaming_table_on_disk_gives_the_same_batches_without_rereading_files(tmp_path, monkeypatch):
     paths = []
     for i, image in enumerate(IMAGES):
         path = tmp_path / f"{i}.png"
         path.write_bytes(tf.io.encode_png(image).numpy())
         paths.append(str(path))
     pre = _pre(image_shape=(8, 8, 3))
-    cache = str(tmp_path / "cache" / "decoded")
-    os.makedirs(os.path.dirname(cache))
-    streamed = data.make_dataset(paths, TEXTS, [0, 1, 0, 1], preprocessor=pre, batch_size=4, in_memory=False, cache=cache)
-    # A whole pass: tf.data keeps a file cache only once a pass has read every element (an iterator
-    # dropped after one batch may discard the partial cache, depending on how far prefetching got).
-    (first,) = list(streamed)
-    assert any(name.startswith("decoded") for name in os.listdir(os.path.dirname(cache)))  # written on disk
-    (second,) = list(streamed)  # from the cache
-    in_memory = next(iter(data.make_dataset(paths, TEXTS, [0, 1, 0, 1], preprocessor=pre, batch_size=4, verbose=False)))
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    labels = [0, 1, 0, 1]
+    in_memory = next(iter(data.make_dataset(paths, TEXTS, labels, preprocessor=pre, batch_size=4, verbose=False)))
+    tables = []
+    make_table = data.pipeline.image_table
+    monkeypatch.setattr(data.pipeline, "image_table", lambda *a, **k: tables.append(make_table(*a, **k)) or tables[-1])
+    kept = data.make_dataset(paths, TEXTS, labels, preprocessor=pre, batch_size=4, in_memory=False, cache=str(folder))
+    uncached = data.make_dataset(paths, TEXTS, labels, preprocessor=pre, batch_size=4, in_memory=False, cache=False)
+    (first,) = list(kept)
+    # The table is a file in the folder named, unlinked at once: nothing is left behind.
+    assert len(tables) == 1 and isinstance(tables[0], np.memmap)
+    assert os.path.dirname(tables[0].filename) == str(folder) and os.listdir(folder) == []
+    for path in paths:  # the second pass reads the table, not the files
+        os.rename(path, path + ".moved")
+    (second,) = list(kept)
     for batch in (first, second):
         np.testing.assert_allclose(batch[0]["image"], in_memory[0]["image"], atol=1e-6)
         np.testing.assert_array_equal(batch[0]["text"], in_memory[0]["text"])
+    with pytest.raises(tf.errors.NotFoundError):  # without a table, every pass reads the files
+        list(uncached)
+    with pytest.raises(ValueError, match=r"`cache` must be True .* Received: cache='.*nowhere'"):
+        data.make_dataset(paths, TEXTS, labels, preprocessor=pre, in_memory=False, cache=str(tmp_path / "nowhere"))
 
 
 def test_applications_backbone_loads_a_local_weights_file(tmp_path):

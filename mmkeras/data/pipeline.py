@@ -15,7 +15,8 @@ argument for a missing file, undecodable bytes, different lengths, an empty data
 out of range. By default images are decoded once, resized to the model's shape and kept in
 memory as uint8 (`in_memory=True`); batches then gather from that table, scale to [0, 1] and
 prefetch. `in_memory=False` streams instead: files are read and decoded inside the `tf.data`
-pipeline (in parallel) and the decoded images cached (in memory, or in a file you name).
+pipeline, batch by batch in parallel, as the first epoch reaches them, and kept in a table (in
+memory, or on disk) that later epochs gather from.
 
 The decoding and resizing are `mmkeras.preprocessing.decode_image_uint8` (the ops of
 `decode_image`, which exported models run on raw bytes, with resized images rounded to 8 bits to
@@ -628,6 +629,14 @@ class Examples:
         return without_autotune(dataset)
 
 
+def _read_rows(table, positions):
+    """`table[positions]`, read in position order (a disk table is read front to back)."""
+    order = np.argsort(positions)
+    rows = np.empty((len(positions), *table.shape[1:]), table.dtype)
+    rows[order] = table[positions[order]]
+    return rows
+
+
 def _gatherer(table):
     """`positions -> images`, read from the table (in memory or on disk) batch by batch.
 
@@ -636,18 +645,58 @@ def _gatherer(table):
     to hold the decoded images once.
     """
 
-    def read(positions):
-        order = np.argsort(positions)  # a disk table is read front to back
-        rows = np.empty((len(positions), *table.shape[1:]), table.dtype)
-        rows[order] = table[positions[order]]
-        return rows
-
     def gather(positions):
-        images = tf.numpy_function(read, [positions], tf.as_dtype(table.dtype), stateful=False)
+        images = tf.numpy_function(lambda p: _read_rows(table, p), [positions], tf.as_dtype(table.dtype), stateful=False)
         images.set_shape((None, *table.shape[1:]))
         return images
 
     return gather
+
+
+def _streaming_loader(items, form, image_shape, table):
+    """`positions -> uint8 images` for the streaming path: decode, or read what was decoded before.
+
+    With a `table`, each batch reads the rows already decoded, decodes only the others (its first
+    epoch: all of them) and writes them into the table; without one, it decodes every image every
+    time. So only int32 positions are shuffled, never decoded images: the data is held once, in the
+    table, and from the second epoch a batch is a gather, as on the in-memory path.
+    """
+    sources = tf.constant(items)
+    wheres = tf.constant([f"images[{i}]" + (f"={item!r}" if form == "paths" else "") for i, item in enumerate(items)])
+    spec = tf.TensorSpec(image_shape, tf.uint8)
+
+    def decode(positions):
+        data = tf.gather(sources, positions)
+        if form == "paths":
+            data = tf.map_fn(tf.io.read_file, data)
+        # Each image carries its name (`images[3]='cat.png'`): a bad one is named when it is read.
+        return tf.map_fn(
+            lambda item: decode_image_uint8(item[0], image_shape, item[1]),
+            (data, tf.gather(wheres, positions)), fn_output_signature=spec,
+        )
+
+    if table is None:
+        return decode
+    filled = np.zeros(len(items), bool)
+
+    def read(positions):
+        return _read_rows(table, positions), ~filled[positions]
+
+    def write(positions, images):
+        table[positions] = images
+        filled[positions] = True
+        return images
+
+    def load(positions):
+        rows, missing = tf.numpy_function(read, [positions], [tf.uint8, tf.bool], stateful=True)
+        where = tf.where(missing)
+        new = tf.gather(positions, where[:, 0])
+        decoded = tf.numpy_function(write, [new, decode(new)], tf.uint8, stateful=True)
+        images = tf.tensor_scatter_nd_update(rows, where, decoded)
+        images.set_shape((None, *image_shape))
+        return images
+
+    return load
 
 
 def make_dataset(
@@ -693,14 +742,17 @@ def make_dataset(
             (fastest, and every error is raised before training). `False` streams: files and
             bytes are decoded inside the pipeline, in parallel; missing files are still caught
             up front, but a corrupt file only fails when it is read. Defaults to `True`.
-        cache: bool or str, for `in_memory=False`: cache decoded images in memory (`True`) or in
-            the file named (a str). Defaults to `True`.
+        cache: bool or str, for `in_memory=False`: keep each image once decoded, in a table read
+            from the second epoch on: `True` (where `image_storage` says: in memory, or on disk
+            beyond `memory_budget`), the name of an existing folder (a disk table there, deleted
+            with the dataset) or `False` (decode every epoch). Defaults to `True`.
         prefetch: bool. Defaults to `True`.
         drop_remainder: bool. Defaults to `False`.
         head: a `mmkeras.heads` head to check the labels with, or None.
         verbose: bool, a progress bar while decoding many images. Defaults to `True`.
-        image_storage: `"auto"`, `"memory"` or `"disk"`: where `in_memory=True` keeps the decoded
-            images (see `Examples`). Defaults to `"auto"` (disk beyond `memory_budget`).
+        image_storage: `"auto"`, `"memory"` or `"disk"`: where the decoded images are kept (see
+            `Examples`; with `in_memory=False`, the `cache=True` table). Defaults to `"auto"` (disk
+            beyond `memory_budget`).
         memory_budget: int or None, bytes; None is a quarter of the machine's memory.
 
     Returns:
@@ -751,15 +803,24 @@ def make_dataset(
         images, texts, labels, preprocessor=preprocessor, image_index=image_index, batch_size=batch_size,
         shuffle=shuffle, seed=seed, cache=cache, prefetch=prefetch, drop_remainder=drop_remainder, head=head,
         raw_text=raw_text, vocab_size=None if task is None or "text" not in task.input_kinds else task.token_vocab_size("text"),
+        image_storage=image_storage, memory_budget=memory_budget,
     )
 
 
 def _streaming_dataset(
     images, texts, labels, *, preprocessor, image_index, batch_size, shuffle, seed, cache, prefetch, drop_remainder, head,
-    raw_text=False, vocab_size=None,
+    raw_text=False, vocab_size=None, image_storage="auto", memory_budget=None,
 ):
-    """`make_dataset(in_memory=False)`: decode inside the pipeline, cache, shuffle, batch."""
+    """`make_dataset(in_memory=False)`: shuffle positions, batch, decode (or read the table)."""
     check_positive_int("batch_size", batch_size)
+    if not isinstance(cache, (bool, str, os.PathLike)) or (not isinstance(cache, bool) and not os.path.isdir(cache)):
+        raise ValueError(
+            "`cache` must be True (decoded images kept in memory, or on disk beyond `memory_budget`), "
+            "False (decode every epoch) or an existing folder for a disk table. "
+            f"Received: cache={cache!r}"
+        )
+    if not isinstance(cache, bool):
+        cache = os.fspath(cache)
     if image_index is not None:
         raise ValueError(
             "`image_index` needs `in_memory=True` (examples sharing images gather from the decoded "
@@ -794,33 +855,27 @@ def _streaming_dataset(
         labels = _check_labels(labels, len(items), None, head)
 
     image_shape = preprocessor.image_shape
-    # Each item carries its name (`images[3]='cat.png'`): a bad one is named when it is read.
-    wheres = [f"images[{i}]" + (f"={item!r}" if form == "paths" else "") for i, item in enumerate(items)]
-    decoded = tf.data.Dataset.from_tensor_slices((items, wheres))
-    if form == "paths":
-        decoded = decoded.map(lambda path, where: (tf.io.read_file(path), where), num_parallel_calls=tf.data.AUTOTUNE)
-    # uint8, as the in-memory table keeps them (the same batches either way; a 4x smaller cache).
-    decoded = decoded.map(
-        lambda data, where: decode_image_uint8(data, image_shape, where), num_parallel_calls=tf.data.AUTOTUNE
+    # A table filled as batches first read each image; only positions are shuffled (see the docstring).
+    table = None if cache is False else image_table(
+        len(items), image_shape, storage="disk" if isinstance(cache, str) else image_storage,
+        memory_budget=memory_budget, cache_dir=cache if isinstance(cache, str) else None,
     )
-    if cache is not False:
-        decoded = decoded.cache("" if cache is True else os.fspath(cache))
-    columns = {"position": np.arange(len(items), dtype="int32")}  # never empty, for zip
+    load = _streaming_loader(items, form, image_shape, table)
+    columns = {"position": np.arange(len(items), dtype="int32")}
     if texts is not None:
         columns["text"] = token_ids
     if labels is not None:
         columns["label"] = labels
-    dataset = tf.data.Dataset.zip((decoded, tf.data.Dataset.from_tensor_slices(columns)))
+    dataset = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle:
         dataset = dataset.shuffle(len(items), seed=seed, reshuffle_each_iteration=True)
 
-    def assemble(image, row):
-        features = {"image": images_to_float(image)}
+    def assemble(row):
+        features = {"image": images_to_float(load(row["position"]))}
         if "text" in row:
             features["text"] = row["text"]
         return (features, row["label"]) if "label" in row else features
 
-    # Batched first, then scaled batch by batch (one op per batch, as the in-memory path does).
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder).map(
         assemble, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
