@@ -162,10 +162,13 @@ def test_a_short_run_learns_well_above_the_question_only_level():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("precision", ["auto", "float32"])
-def test_default_recipe_reaches_its_accuracy_goal_on_easy_vqa(precision):
-    """The main job's promise, at full size (minutes on a CPU; run with `-m slow`)."""
-    result = train(output=False, export=False, verbose=0, precision=precision)
+def test_default_recipe_reaches_its_accuracy_goal_on_easy_vqa():
+    """The main job's promise, at full size, as README runs it (minutes on a CPU; `-m slow`).
+
+    `precision="auto"`: bfloat16 on a CPU that has it, float32 on others (each with its goal). The
+    float32 run on a bfloat16 CPU is measured by `benchmarks/accuracy.py`, not repeated here (CI's
+    time budget)."""
+    result = train(output=False, export=False, verbose=0)
     assert result.metrics["examples"]["test"] == 9673
     goal = ACCURACY_GOAL[result.metrics["precision"]]
     assert result.metrics["test_accuracy"] >= goal, (result.metrics["precision"], result.metrics["test_accuracy"])
