@@ -819,7 +819,9 @@ def plot_robustness(curves, path, baseline=None, title=None):
     if baseline is not None:
         _check_result(baseline, "baseline")
     panels = [m for m in MODALITIES if curves["curves"].get(m)] + [m for m in curves["curves"] if m not in MODALITIES]
-    figure = Figure(figsize=(5 * max(1, len(panels)), 3.8), dpi=100)
+    rows = max(len(c) for c in curves["curves"].values()) * (1 if baseline is None else 2)
+    # Each legend sits under its panel, never over the curves; the figure grows with its rows.
+    figure = Figure(figsize=(5 * max(1, len(panels)), 3.8 + 0.2 * -(-rows // 2)), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     colours = {name: f"C{i}" for i, name in enumerate(NOISES)}
     for i, modality in enumerate(panels, start=1):
@@ -836,10 +838,9 @@ def plot_robustness(curves, path, baseline=None, title=None):
         axes.set_xlim(-0.02, 1.02)
         axes.set_ylim(-0.02, 1.02)
         axes.grid(alpha=0.3)
-        axes.legend(fontsize="small")
+        axes.legend(fontsize="small", ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
     figure.savefig(path)
 
 
