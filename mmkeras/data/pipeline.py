@@ -687,14 +687,17 @@ def _streaming_loader(items, form, image_shape, table):
         filled[positions] = True
         return images
 
-    def load(positions):
-        rows, missing = tf.numpy_function(read, [positions], [tf.uint8, tf.bool], stateful=True)
+    def fill(positions, rows, missing):
         where = tf.where(missing)
         new = tf.gather(positions, where[:, 0])
         decoded = tf.numpy_function(write, [new, decode(new)], tf.uint8, stateful=True)
-        images = tf.tensor_scatter_nd_update(rows, where, decoded)
-        images.set_shape((None, *image_shape))
-        return images
+        return tf.tensor_scatter_nd_update(rows, where, decoded)
+
+    def load(positions):
+        rows, missing = tf.numpy_function(read, [positions], [tf.uint8, tf.bool], stateful=True)
+        rows.set_shape((None, *image_shape))
+        # From the second epoch nothing is missing: the batch is the rows read, nothing more.
+        return tf.cond(tf.reduce_any(missing), lambda: fill(positions, rows, missing), lambda: rows)
 
     return load
 
