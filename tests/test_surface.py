@@ -74,6 +74,8 @@ def test_streaming_table_on_disk_gives_the_same_batches_without_rereading_files(
         list(uncached)
     with pytest.raises(ValueError, match=r"`cache` must be True .* Received: cache='.*nowhere'"):
         data.make_dataset(paths, TEXTS, labels, preprocessor=pre, in_memory=False, cache=str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match=r"`image_storage` must be one of .* Received: image_storage='ram'"):
+        data.make_dataset(paths, TEXTS, labels, preprocessor=pre, in_memory=False, image_storage="ram")
 
 
 def test_applications_backbone_loads_a_local_weights_file(tmp_path):

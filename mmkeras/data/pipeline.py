@@ -824,6 +824,7 @@ def _streaming_dataset(
         )
     if not isinstance(cache, bool):
         cache = os.fspath(cache)
+    check_one_of("image_storage", image_storage, IMAGE_STORAGES)
     if image_index is not None:
         raise ValueError(
             "`image_index` needs `in_memory=True` (examples sharing images gather from the decoded "
