@@ -107,7 +107,9 @@ def test_beam_search_finds_the_most_likely_caption_and_greedy_follows_the_argmax
         best = max(scores, key=scores.get)
         assert beam["caption"] == " ".join(model._words()[i] for i in best)
         assert beam["score"] == pytest.approx(scores[best], abs=1e-4)  # 21 captions: width 25 is exhaustive
-        assert beam["score"] >= greedy["score"] - 1e-5
+        # Never below greedy (to float32 rounding: the two search in batches of different sizes, and a
+        # log-probability of -43 differed by 2.3e-5 between them in a CI run).
+        assert beam["score"] >= greedy["score"] - 1e-4
         # Greedy: the argmax at each position, given its own previous tokens.
         chosen = []
         for t in range(3):
