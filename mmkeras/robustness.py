@@ -819,7 +819,7 @@ def plot_robustness(curves, path, baseline=None, title=None):
     if baseline is not None:
         _check_result(baseline, "baseline")
     panels = [m for m in MODALITIES if curves["curves"].get(m)] + [m for m in curves["curves"] if m not in MODALITIES]
-    rows = max(len(c) for c in curves["curves"].values()) * (1 if baseline is None else 2)
+    rows = max((len(c) for c in curves["curves"].values()), default=0) * (1 if baseline is None else 2)
     # Each legend sits under its panel, never over the curves; the figure grows with its rows.
     figure = Figure(figsize=(5 * max(1, len(panels)), 3.8 + 0.2 * -(-rows // 2)), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
