@@ -245,6 +245,19 @@ def test_summaries_need_the_same_levels():
         robustness.plot_robustness({"levels": [0, 1]}, "x.png")
 
 
+def test_plot_draws_legends_outside_the_axes_and_copes_with_no_curves(tmp_path, monkeypatch):
+    legends = []
+
+    def savefig(figure, path):  # laid out and measured instead of written
+        figure.canvas.draw()
+        legends.extend((a.get_window_extent(), a.get_legend().get_window_extent()) for a in figure.axes if a.get_legend())
+
+    monkeypatch.setattr("matplotlib.figure.Figure.savefig", savefig)
+    robustness.plot_robustness(RESULT, str(tmp_path / "r.png"), baseline=RESULT)
+    assert legends and all(legend.y1 <= box.y0 for box, legend in legends)  # each legend below its panel
+    robustness.plot_robustness({"levels": [0, 1], "curves": {}}, str(tmp_path / "empty.png"))
+
+
 # A tiny trained run.
 
 
