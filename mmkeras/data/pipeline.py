@@ -665,15 +665,15 @@ def _streaming_loader(items, form, image_shape, table):
     wheres = tf.constant([f"images[{i}]" + (f"={item!r}" if form == "paths" else "") for i, item in enumerate(items)])
     spec = tf.TensorSpec(image_shape, tf.uint8)
 
-    def decode(positions):
-        data = tf.gather(sources, positions)
+    def decode_one(item):
+        data, where = item
         if form == "paths":
-            data = tf.map_fn(tf.io.read_file, data)
+            data = tf.io.read_file(data)
         # Each image carries its name (`images[3]='cat.png'`): a bad one is named when it is read.
-        return tf.map_fn(
-            lambda item: decode_image_uint8(item[0], image_shape, item[1]),
-            (data, tf.gather(wheres, positions)), fn_output_signature=spec,
-        )
+        return decode_image_uint8(data, image_shape, where)
+
+    def decode(positions):
+        return tf.map_fn(decode_one, (tf.gather(sources, positions), tf.gather(wheres, positions)), fn_output_signature=spec)
 
     if table is None:
         return decode
