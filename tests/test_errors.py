@@ -89,6 +89,8 @@ def test_duplicate_registration_raises():
         ({"fusion": {"kind": "gated", "unitz": 3}}, "Invalid arguments for `fusion`"),
         ({"image_encoder": {"kind": "cnn", "filters": (8, 8, 8, 8, 8)}}, "`image_shape` is too small"),
         ({"image_encoder": {"kind": "cnn", "pooling": "median"}}, "`pooling` must be one of"),
+        ({"image_encoder": {"kind": "cnn", "convs_per_block": 0}}, "`convs_per_block` must be"),
+        ({"image_encoder": {"kind": "cnn", "filters": (8, 8, 8), "convs_per_block": 3}}, "`image_shape` is too small"),
         ({"text_encoder": {"kind": "rnn", "cell": "rnn"}}, "`cell` must be one of"),
         ({"text_encoder": {"kind": "transformer", "embedding_dim": 10, "num_heads": 3}}, "divisible"),
         ({"image_encoder": {"kind": "applications", "backbone": "ResNet50", "weights": "imagenet"}}, "never downloads"),

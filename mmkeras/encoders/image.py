@@ -80,6 +80,7 @@ def cnn_encoder(
     batch_norm=False,
     dropout=0.0,
     batch_norm_momentum=0.99,
+    convs_per_block=1,
     name="image_encoder",
 ):
     """A plain CNN: blocks of Conv2D (+ BatchNorm) + pooling, then Flatten or global pooling.
@@ -104,6 +105,8 @@ def cnn_encoder(
         batch_norm_momentum: float in (0, 1), the momentum of the batch norm's moving statistics
             (what inference uses). Keras' `0.99` needs several hundred steps to settle; a short
             training wants less (the dual encoders use `0.9`). Defaults to `0.99`.
+        convs_per_block: int, the convolutions of each block before its pooling (`2`: VGG-style
+            blocks, Simonyan and Zisserman 2015). Defaults to `1`.
         name: str, the model's name. Defaults to `"image_encoder"`.
 
     Returns:
@@ -117,6 +120,8 @@ def cnn_encoder(
     (None, 64)
     >>> cnn_encoder((64, 64, 3), filters=(32, 64), output="sequence").output_shape  # a 14x14 map
     (None, 196, 64)
+    >>> len(cnn_encoder((28, 28, 1), filters=(32, 64), padding="same", convs_per_block=2).layers)  # input, 4 convs, 2 pools, flatten
+    8
     """
     image_shape = check_image_shape("image_shape", image_shape)
     filters = check_int_tuple("filters", filters)
@@ -126,6 +131,7 @@ def cnn_encoder(
     check_positive_int("pool_size", pool_size)
     check_one_of("output", output, OUTPUTS)
     check_bool("batch_norm", batch_norm)
+    check_positive_int("convs_per_block", convs_per_block)
     dense_units = check_int_tuple("dense_units", dense_units)
     dropout = check_fraction("dropout", dropout)
     if isinstance(batch_norm_momentum, bool) or not isinstance(batch_norm_momentum, (int, float)) or not 0 < batch_norm_momentum < 1:
@@ -144,9 +150,11 @@ def cnn_encoder(
             )
 
     for i, width in enumerate(filters, start=1):
-        if padding == "valid":
-            check_room(x, kernel_size, "convolution", i)
-        x = _conv(x, width, kernel_size, padding, batch_norm, f"image_block{i}", batch_norm_momentum)
+        for j in range(1, convs_per_block + 1):
+            if padding == "valid":
+                check_room(x, kernel_size, "convolution", i)
+            prefix = f"image_block{i}" if j == 1 else f"image_block{i}_{j}"
+            x = _conv(x, width, kernel_size, padding, batch_norm, prefix, batch_norm_momentum)
         if pooling is not None:
             check_room(x, pool_size, "pooling", i)
             x = _pool(x, pooling, pool_size, f"image_block{i}_pool")
