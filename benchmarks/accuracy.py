@@ -69,7 +69,13 @@ def parse_args(argv=None):
     parser.add_argument("--resume", action="store_true", help="skip runs already in --results")
     parser.add_argument("--limit", type=int, default=None, help="examples per split (a smoke run of this script)")
     parser.add_argument("--render-only", action="store_true", help="only rewrite --doc from --results")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    import mmkeras
+
+    unknown = [name for name in (*args.recipes, *args.fashion_recipes) if name not in mmkeras.list_models()]
+    if unknown:
+        parser.error(f"--recipes and --fashion-recipes must be registered models (`mmkeras list`). Received: {unknown}")
+    return args
 
 
 def load_results(path):
