@@ -1,11 +1,12 @@
 """`fashion_cnn`: a recipe for photo-caption matching on small grey photos (Fashion-MNIST).
 
 The default recipe `vqa` is tuned for easy-VQA's coloured shapes; on Fashion-MNIST's product
-photos its three-layer CNN (39,025 parameters) underfits. `fashion_cnn` keeps its text branch,
-fusion and head and gives the image a deeper batch-normalised CNN: VGG-style blocks of two 3x3
+photos its three-layer CNN (39,025 parameters in all) ranks captions at 88.8%. `fashion_cnn` keeps
+its text branch, fusion and head and gives the image a deeper batch-normalised CNN: VGG-style blocks of two 3x3
 convolutions (Simonyan and Zisserman 2015) at 32, 64 and 128 filters, each block max-pooled,
-then global average pooling. Its training defaults are set for `fashion_mnist_captions`; the
-accuracy and the time it takes are in `docs/benchmarks.md`.
+then global average pooling, trained 8 epochs without augmentation: 91.8% (median of 3 seeds,
+about 9 minutes of training on 2 CPU cores; `docs/benchmarks.md` has the runs and why the 94.5%
+goal is out of reach).
 """
 
 from mmkeras.models.recipe import register_recipe
