@@ -41,6 +41,8 @@ TRAIN_EXAMPLES = 54000  # mmkeras holds 10% of the 60,000 training photos out fo
 
 
 def read_idx(path):
+    # mmkeras.data.fashion_mnist.read_idx without its checks: this script runs where only PyTorch is
+    # installed (the lent GPU machine had no TensorFlow), so it imports nothing from mmkeras.
     data = gzip.open(path).read()
     ndim = data[3]
     dims = np.frombuffer(data, ">u4", ndim, 4).astype(int)
